@@ -1,0 +1,74 @@
+"""The one place that declares deployments: which flow, under what name, when."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prefect import Flow
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.schedules import Schedule
+
+from deployments.schedules import daily_at, run_times
+from flows.database_backup import database_backup
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """A flow served under a name, with its schedules and default parameters."""
+
+    flow: Flow[Any, Any]
+    name: str
+    schedules: tuple[Schedule, ...]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+    @property
+    def flow_name(self) -> str:
+        """The flow's public name, e.g. `database-backup`."""
+        return self.flow.name
+
+    @property
+    def full_name(self) -> str:
+        """`flow/deployment`, as `run_deployment` takes it."""
+        return f"{self.flow_name}/{self.name}"
+
+    def to_runner(self) -> RunnerDeployment:
+        """The deployment `serve()` registers, never paused on start."""
+        return self.flow.to_deployment(
+            name=self.name,
+            schedules=list(self.schedules),
+            parameters=self.parameters,
+            tags=list(self.tags),
+            paused=False,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
+
+
+def all_deployments() -> list[DeploymentSpec]:
+    """Every deployment, with its schedules."""
+    return [
+        DeploymentSpec(
+            database_backup,
+            "daily-0200",
+            (daily_at(2, 0),),
+            tags=("backup", "runbook:backup-recovery"),
+        ),
+    ]
+
+
+def flows_by_name() -> dict[str, Flow[Any, Any]]:
+    """Every deployed flow by its public name, for `feedback-ops run`."""
+    return {spec.flow_name: spec.flow for spec in all_deployments()}
+
+
+def upcoming_runs(start: datetime, end: datetime) -> list[dict[str, str]]:
+    """Every deployment's runs in [start, end), sorted by time, in Stockholm time."""
+    runs = [
+        {"flow": spec.flow_name, "deployment": spec.name, "at": at.isoformat()}
+        for spec in all_deployments()
+        for schedule in spec.schedules
+        for at in run_times(schedule, start, end)
+    ]
+    return sorted(runs, key=lambda run: (datetime.fromisoformat(run["at"]), run["flow"]))

@@ -1,0 +1,89 @@
+"""Schedules, all in Europe/Stockholm, and the upcoming runs they produce.
+
+Daily times use cron: Prefect's cron runs a 02:00 job once on both DST days (at 03:00
+on the spring-forward day, once on the fall-back day). An RRule with BYHOUR=2 fires at
+01:00 on the spring-forward day, and a one-day Interval drifts to 03:00 for good, so
+neither is used for a time of day. Schedules that must skip Swedish holidays are
+RRules with the holidays as EXDATEs, so the UI's upcoming runs show no holiday run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from prefect.schedules import Cron, RRule, Schedule
+from prefect.server.schemas import schedules as server_schedules
+
+from policy import STOCKHOLM, swedish_holidays
+
+TIMEZONE = "Europe/Stockholm"
+WEEKDAYS = ("MO", "TU", "WE", "TH", "FR")
+# EXDATEs are written for this many years from the first year asked for; `up` builds
+# the schedules afresh at every start, so they roll forward with it.
+HOLIDAY_YEARS = 3
+
+
+def daily_at(hour: int, minute: int = 0) -> Schedule:
+    """Every day at hh:mm Stockholm time, holidays included, once per calendar day."""
+    return Cron(f"{minute} {hour} * * *", timezone=TIMEZONE)
+
+
+def every_hours(step: int, minute: int = 0) -> Schedule:
+    """At hh:mm for hh = 00, step, 2×step, … Stockholm time."""
+    return Cron(f"{minute} */{step} * * *", timezone=TIMEZONE)
+
+
+def skipping_holidays(
+    hour: int,
+    minute: int = 0,
+    *,
+    weekdays: Iterable[str] = WEEKDAYS,
+    first_year: int,
+    years: int = HOLIDAY_YEARS,
+) -> Schedule:
+    """hh:mm on the given weekdays, except Swedish holidays (incl. Midsommarafton,
+    Julafton, Nyårsafton), from `first_year` for `years` years.
+
+    Not for hours that DST skips or repeats (02:00–03:00): RRules misplace those.
+    """
+    if 2 <= hour < 3:
+        raise ValueError("holiday-skipping schedules cannot start between 02:00 and 03:00")
+    days = ",".join(weekdays)
+    exdates = [
+        f"{h.date:%Y%m%d}T{hour:02d}{minute:02d}00"
+        for year in range(first_year, first_year + years)
+        for h in swedish_holidays(year)
+    ]
+    lines = [
+        f"DTSTART:{first_year}0101T{hour:02d}{minute:02d}00",
+        f"RRULE:FREQ=WEEKLY;BYDAY={days};BYHOUR={hour};BYMINUTE={minute};BYSECOND=0;"
+        f"UNTIL={first_year + years - 1}1231T235959",
+        "EXDATE:" + ",".join(exdates),
+    ]
+    return RRule("\n".join(lines), timezone=TIMEZONE)
+
+
+def _server_schedule(
+    schedule: Schedule,
+) -> server_schedules.CronSchedule | server_schedules.RRuleSchedule:
+    """The server-side schedule the Prefect scheduler computes runs with."""
+    if schedule.cron is not None:
+        return server_schedules.CronSchedule(
+            cron=schedule.cron, timezone=schedule.timezone, day_or=schedule.day_or
+        )
+    if schedule.rrule is not None:
+        return server_schedules.RRuleSchedule(rrule=schedule.rrule, timezone=schedule.timezone)
+    raise ValueError("interval schedules are not used: they drift across DST")
+
+
+def run_times(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
+    """Every run of `schedule` in [start, end), in Stockholm time, as the server
+    scheduler computes them."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware")
+    dates = asyncio.run(
+        _server_schedule(schedule).get_dates(start=start, end=end - timedelta(microseconds=1))
+    )
+    return [datetime.fromtimestamp(d.timestamp(), STOCKHOLM) for d in dates]

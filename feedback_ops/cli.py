@@ -1,0 +1,293 @@
+"""The `feedback-ops` command: up, run, schedule, calendar.
+
+Prefect reads its settings when first imported, so this module imports nothing of
+Prefect (nor of the flows) until the environment is prepared for the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import urllib.request
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 4200
+STOCKHOLM_NAME = "Europe/Stockholm"
+
+
+def _prepare_environment() -> None:
+    """Load `.env`, and keep Prefect's state in the project's git-ignored folder."""
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+    state = Path(os.environ.get("FEEDBACK_OPS_STATE_DIR") or Path.cwd() / ".state").absolute()
+    os.environ.setdefault("FEEDBACK_OPS_STATE_DIR", str(state))
+    os.environ.setdefault("PREFECT_HOME", str(state / "prefect"))
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _port() -> int:
+    return int(os.environ.get("FEEDBACK_OPS_PORT") or DEFAULT_PORT)
+
+
+def _server_answers(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def _fail(message: str) -> None:
+    print(f"feedback-ops: {message}", file=sys.stderr)
+
+
+# --- run ---------------------------------------------------------------------------
+
+
+def _parse_parameters(pairs: Sequence[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"parameter {pair!r} is not key=value")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one flow now, in this process, and report its final state."""
+    if not os.environ.get("PREFECT_API_URL"):
+        # A running `feedback-ops up` keeps the run in its UI; else an ephemeral API
+        # writes it to the same SQLite database the UI shows at its next start.
+        local = f"http://127.0.0.1:{_port()}/api"
+        if _server_answers(local):
+            os.environ["PREFECT_API_URL"] = local
+
+    from deployments import flows_by_name
+    from feedback_ops.config import sync_blocks
+    from feedback_ops.errors import OpsError
+
+    report: dict[str, Any] = {"flow": args.flow, "flow_run_id": None, "state": "Failed"}
+    flows = flows_by_name()
+    if args.flow not in flows:
+        report["message"] = f"unknown flow {args.flow!r}; known: {', '.join(sorted(flows))}"
+        return _report(report, args.json)
+    try:
+        params = _parse_parameters(args.param)
+        sync_blocks()
+    except (OpsError, ValueError) as exc:
+        report["message"] = _one_line(exc)
+        return _report(report, args.json)
+
+    try:
+        state = flows[args.flow](**params, return_state=True)
+    except TypeError as exc:
+        report["message"] = f"invalid parameters for {args.flow}: {_one_line(exc)}"
+        return _report(report, args.json)
+    report["flow_run_id"] = str(state.state_details.flow_run_id)
+    report["state"] = state.name or state.type.value.title()
+    if state.is_completed():
+        result = state.result()
+        report["result"] = result.model_dump(mode="json") if hasattr(result, "model_dump") else result
+    else:
+        outcome = state.result(raise_on_failure=False)
+        report["message"] = (
+            _one_line(outcome) if isinstance(outcome, BaseException) else (state.message or "")
+        )
+    return _report(report, args.json)
+
+
+def _report(report: dict[str, Any], as_json: bool) -> int:
+    ok = report["state"] == "Completed"
+    if as_json:
+        print(json.dumps(report))
+    elif ok:
+        print(f"{report['flow']}: Completed (flow run {report['flow_run_id']})")
+        for key, value in (report.get("result") or {}).items():
+            print(f"  {key}: {value}")
+    else:
+        print(f"{report['flow']}: {report['state']}: {report.get('message', '')}")
+    return 0 if ok else 1
+
+
+# --- schedule ------------------------------------------------------------------------
+
+
+def _parse_start(text: str | None) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(STOCKHOLM_NAME)
+    if text is None:
+        return datetime.now(zone)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--start {text!r} is not an ISO date or date-time") from None
+    if len(text) == 10:
+        parsed = datetime.combine(date.fromisoformat(text), time(0), zone)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """Print every deployment's runs in a span, from the schedules that are served."""
+    from deployments import upcoming_runs
+
+    try:
+        start = _parse_start(args.start)
+    except ValueError as exc:
+        _fail(str(exc))
+        return 2
+    if args.days < 1:
+        _fail("--days must be at least 1")
+        return 2
+    runs = upcoming_runs(start, start + timedelta(days=args.days))
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return 0
+    print(f"Runs from {start:%Y-%m-%d %H:%M} for {args.days} days ({STOCKHOLM_NAME}):")
+    _print_table(
+        ("when (Stockholm)", "flow", "deployment"),
+        [
+            (datetime.fromisoformat(r["at"]).strftime("%a %Y-%m-%d %H:%M %z"), r["flow"], r["deployment"])
+            for r in runs
+        ],
+    )
+    return 0
+
+
+# --- calendar ------------------------------------------------------------------------
+
+
+def calendar_document(year: int) -> dict[str, Any]:
+    """The `calendar --json` document: holidays and maintenance windows of `year`."""
+    from policy import maintenance_windows, swedish_holidays
+
+    return {
+        "year": year,
+        "holidays": [
+            {"date": h.date.isoformat(), "name_sv": h.name_sv, "name_en": h.name_en}
+            for h in swedish_holidays(year)
+        ],
+        "maintenance_windows": [
+            {"kind": w.kind, "start": w.start.isoformat(), "end": w.end.isoformat()}
+            for w in maintenance_windows(year)
+        ],
+    }
+
+
+def cmd_calendar(args: argparse.Namespace) -> int:
+    """Print a year's Swedish holidays and planned maintenance windows."""
+    if not 1900 <= args.year <= 2200:
+        _fail(f"year {args.year} is out of range (1900-2200)")
+        return 2
+    document = calendar_document(args.year)
+    if args.json:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return 0
+    print(f"Swedish holidays {args.year}")
+    _print_table(
+        ("date", "day", "name (sv)", "name (en)"),
+        [
+            (h["date"], date.fromisoformat(h["date"]).strftime("%a"), h["name_sv"], h["name_en"])
+            for h in document["holidays"]
+        ],
+    )
+    print(f"\nPlanned maintenance windows {args.year} ({STOCKHOLM_NAME})")
+    _print_table(
+        ("kind", "start", "end"),
+        [
+            (
+                w["kind"],
+                datetime.fromisoformat(w["start"]).strftime("%a %Y-%m-%d %H:%M"),
+                datetime.fromisoformat(w["end"]).strftime("%H:%M %z"),
+            )
+            for w in document["maintenance_windows"]
+        ],
+    )
+    return 0
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    for line in (header, tuple("-" * w for w in widths), *rows):
+        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+# --- up ------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start the Prefect server and UI, sync blocks, and serve every deployment."""
+    from feedback_ops.up import up
+
+    return up(host=args.host, port=args.port or _port())
+
+
+# --- entry point ---------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, as documented in the README."""
+    parser = argparse.ArgumentParser(
+        prog="feedback-ops",
+        description="The AI Feedback Platform's operations runbook as Prefect flows.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="Prefect server + UI, blocks synced, deployments served")
+    up.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    up.add_argument("--port", type=int, default=None, help="UI/API port (default 4200)")
+    up.set_defaults(handler=cmd_up)
+
+    run = sub.add_parser("run", help="run one flow now")
+    run.add_argument("flow", help="flow name, e.g. database-backup")
+    run.add_argument(
+        "-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="flow parameter (value parsed as JSON when it is JSON)",
+    )
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.set_defaults(handler=cmd_run)
+
+    schedule = sub.add_parser("schedule", help="upcoming runs of every deployment")
+    schedule.add_argument("--start", help="ISO date or date-time (default: now), Stockholm")
+    schedule.add_argument("--days", type=int, default=7, help="span in days (default 7)")
+    schedule.add_argument("--json", action="store_true", help="print a JSON list")
+    schedule.set_defaults(handler=cmd_schedule)
+
+    calendar = sub.add_parser("calendar", help="Swedish holidays and maintenance windows")
+    calendar.add_argument("year", type=int)
+    calendar.add_argument("--json", action="store_true", help="print a JSON object")
+    calendar.set_defaults(handler=cmd_calendar)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `feedback-ops` console script."""
+    args = build_parser().parse_args(argv)
+    # Piped into `head`, stop quietly like other command-line tools.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    _prepare_environment()
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

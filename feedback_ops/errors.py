@@ -1,0 +1,18 @@
+"""Errors an operator reads: each carries one line that names what is wrong."""
+
+from __future__ import annotations
+
+
+class OpsError(Exception):
+    """A failure whose message is a complete, secret-free, one-line reason."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+class ConfigError(OpsError):
+    """The configuration (environment or block) is invalid or incomplete."""
+
+
+class TransientError(OpsError):
+    """A failure that is worth retrying: a dropped connection, a throttled request."""

@@ -1,0 +1,113 @@
+"""`feedback-ops up`: the Prefect server with its UI, the blocks, and every deployment.
+
+The server runs as a child process in its own session, so Ctrl-C reaches this process
+first: serving stops (leaving the deployments' schedules active for the next start),
+then the server is stopped, and nothing is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+SERVER_START_TIMEOUT = 120
+
+
+def _health(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def start_server(host: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `prefect server start` and wait until its API answers."""
+    api_url = f"http://{host}:{port}/api"
+    if _health(api_url):
+        raise RuntimeError(f"something already answers on {host}:{port}; stop it or use --port")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - the child writes to it until stopped
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log.close()
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while not _health(api_url):
+        if server.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+            raise RuntimeError(
+                f"the Prefect server exited with {server.returncode}: "
+                f"{tail[0] if tail else 'no output'} (log: {log_path})"
+            )
+        if time.monotonic() > deadline:
+            stop_server(server)
+            raise RuntimeError(f"the Prefect server did not answer within {SERVER_START_TIMEOUT} s")
+        time.sleep(0.25)
+    return server
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """Stop the server's whole process group, politely first."""
+    if server.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def up(host: str, port: int) -> int:
+    """Run everything until interrupted; returns the exit status."""
+    state = Path(os.environ["FEEDBACK_OPS_STATE_DIR"])
+    external = os.environ.get("PREFECT_API_URL")
+    server = None
+    if not external:
+        os.environ["PREFECT_API_URL"] = f"http://{host}:{port}/api"
+        os.environ.setdefault("PREFECT_UI_API_URL", os.environ["PREFECT_API_URL"])
+        try:
+            server = start_server(host, port, state / "prefect-server.log")
+        except RuntimeError as exc:
+            print(f"feedback-ops up: {exc}", file=sys.stderr)
+            return 1
+    try:
+        from prefect import serve
+
+        from deployments import all_deployments
+        from feedback_ops.config import sync_blocks
+        from feedback_ops.errors import OpsError
+
+        try:
+            sync_blocks()
+        except OpsError as exc:
+            print(f"feedback-ops up: {exc}", file=sys.stderr)
+            return 2
+        specs = all_deployments()
+        ui = external or f"http://{host}:{port}"
+        print(f"feedback-ops: UI at {ui.removesuffix('/api')}, serving {len(specs)} deployments")
+        serve(
+            *(spec.to_runner() for spec in specs),
+            pause_on_shutdown=False,
+            print_starting_message=False,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server is not None:
+            stop_server(server)
+    return 0

@@ -1,0 +1,195 @@
+"""The ops catalog: `ops.backup_records` in PostgreSQL, mirroring the manifests.
+
+Created and migrated by the project (`migrate`), queried with SQLAlchemy Core. The
+manifests in storage stay the record of truth; this table is for queries and reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Double,
+    Engine,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
+
+from blocks.postgres import PostgresDatabase
+from tasks.pg_dump import explain_postgres_error
+
+SCHEMA = "ops"
+
+# Each migration runs once, in order, inside one transaction under an advisory lock,
+# so two flows starting together cannot both apply it.
+MIGRATIONS: Sequence[tuple[int, str]] = (
+    (
+        1,
+        """
+        CREATE TABLE ops.backup_records (
+            id               text PRIMARY KEY,
+            kind             text NOT NULL,
+            status           text NOT NULL
+                             CHECK (status IN ('running', 'completed', 'failed')),
+            source           text NOT NULL,
+            locations        jsonb NOT NULL DEFAULT '[]'::jsonb,
+            size             bigint,
+            sha256           text,
+            started_at       timestamptz NOT NULL,
+            finished_at      timestamptz,
+            duration_seconds double precision,
+            error            text,
+            manifest         jsonb,
+            flow_run_id      text
+        );
+        CREATE INDEX backup_records_kind_created ON ops.backup_records (kind, started_at DESC);
+        """,
+    ),
+)
+
+metadata = MetaData(schema=SCHEMA)
+backup_records = Table(
+    "backup_records",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("locations", JSONB, nullable=False),
+    Column("size", BigInteger),
+    Column("sha256", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("duration_seconds", Double),
+    Column("error", Text),
+    Column("manifest", JSONB),
+    Column("flow_run_id", Text),
+)
+
+
+def engine_for(db: PostgresDatabase) -> Engine:
+    """A small SQLAlchemy engine (psycopg 3) for the catalog database."""
+    url = URL.create(
+        "postgresql+psycopg",
+        username=db.username,
+        password=db.password.get_secret_value() if db.password else None,
+        host=db.host,
+        port=db.port,
+        database=db.database,
+        query={"sslmode": db.sslmode} if db.sslmode else {},
+    )
+    return create_engine(
+        url,
+        pool_size=1,
+        max_overflow=1,
+        pool_pre_ping=True,
+        hide_parameters=True,
+        connect_args={"connect_timeout": db.connect_timeout, "application_name": "feedback-ops"},
+    )
+
+
+def migrate(engine: Engine, db: PostgresDatabase) -> int:
+    """Create or upgrade the `ops` schema; returns the schema version now in place."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('feedback-ops:migrate'))"))
+            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+            conn.execute(
+                text(
+                    f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations ("
+                    " version integer PRIMARY KEY,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+            )
+            applied = set(
+                conn.execute(text(f"SELECT version FROM {SCHEMA}.schema_migrations")).scalars()
+            )
+            for version, ddl in MIGRATIONS:
+                if version in applied:
+                    continue
+                conn.exec_driver_sql(ddl)
+                conn.execute(
+                    text(f"INSERT INTO {SCHEMA}.schema_migrations (version) VALUES (:v)"),
+                    {"v": version},
+                )
+    except OperationalError as exc:
+        raise explain_postgres_error(str(exc.orig), db) from None
+    return max(version for version, _ in MIGRATIONS)
+
+
+def start_record(
+    engine: Engine,
+    *,
+    backup_id: str,
+    kind: str,
+    source: str,
+    started_at: datetime,
+    flow_run_id: str | None,
+) -> None:
+    """Insert a `running` record before any data moves."""
+    with engine.begin() as conn:
+        conn.execute(
+            insert(backup_records).values(
+                id=backup_id,
+                kind=kind,
+                status="running",
+                source=source,
+                locations=[],
+                started_at=started_at,
+                flow_run_id=flow_run_id,
+            )
+        )
+
+
+def finish_record(
+    engine: Engine,
+    backup_id: str,
+    *,
+    status: str,
+    finished_at: datetime,
+    locations: list[str] | None = None,
+    size: int | None = None,
+    sha256: str | None = None,
+    manifest: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    """Mark a record `completed` or `failed`, with what is known at that point."""
+    with engine.begin() as conn:
+        started = conn.execute(
+            select(backup_records.c.started_at).where(backup_records.c.id == backup_id)
+        ).scalar_one()
+        conn.execute(
+            update(backup_records)
+            .where(backup_records.c.id == backup_id)
+            .values(
+                status=status,
+                finished_at=finished_at,
+                duration_seconds=(finished_at - started).total_seconds(),
+                locations=locations or [],
+                size=size,
+                sha256=sha256,
+                manifest=manifest,
+                error=error,
+            )
+        )
+
+
+def read_record(engine: Engine, backup_id: str) -> dict[str, Any] | None:
+    """One record as a dict, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(backup_records).where(backup_records.c.id == backup_id)).first()
+    return dict(row._mapping) if row is not None else None

@@ -1,0 +1,97 @@
+"""Backup manifests: the JSON beside every backup object, the catalog of record.
+
+A restore after the loss of the database needs nothing but the storage: the manifest
+says what the object is, how big, its sha256, what it holds and how it was made.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from policy import STOCKHOLM
+
+MANIFEST_FORMAT = 1
+MANIFEST_SUFFIX = ".manifest.json"
+
+RetentionClass = Literal["daily", "weekly", "monthly"]
+
+
+def new_backup_id(kind: str, at: datetime) -> str:
+    """`database-20270328T010000Z-3fa2c1`: sortable by time, unique, safe in a key."""
+    return f"{kind}-{at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def retention_class(at: datetime) -> RetentionClass:
+    """The grandfather-father-son class by Stockholm date: the first of a month is
+    monthly, a Sunday weekly, any other day daily."""
+    local = at.astimezone(STOCKHOLM)
+    if local.day == 1:
+        return "monthly"
+    if local.weekday() == 6:
+        return "weekly"
+    return "daily"
+
+
+@dataclass(frozen=True)
+class BackupKeys:
+    """Where one backup's object and manifest live, relative to a store's root."""
+
+    object: str
+    manifest: str
+
+    @classmethod
+    def for_backup(cls, kind: str, backup_id: str, at: datetime, suffix: str) -> BackupKeys:
+        """`database/2027/03/<id>.dump` and `database/2027/03/<id>.manifest.json`."""
+        folder = f"{kind}/{at.astimezone(UTC):%Y/%m}"
+        return cls(f"{folder}/{backup_id}{suffix}", f"{folder}/{backup_id}{MANIFEST_SUFFIX}")
+
+
+def build_manifest(
+    *,
+    backup_id: str,
+    kind: str,
+    source: str,
+    object_name: str,
+    created_at: datetime,
+    finished_at: datetime,
+    size: int,
+    sha256: str,
+    encryption: dict[str, Any],
+    tools: dict[str, str],
+    content_format: str,
+    tables: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """The manifest document, the same at the primary location and every replica."""
+    return {
+        "manifest_format": MANIFEST_FORMAT,
+        "id": backup_id,
+        "kind": kind,
+        "source": source,
+        "object": object_name,
+        "format": content_format,
+        "created_at": created_at.astimezone(UTC).isoformat(),
+        "finished_at": finished_at.astimezone(UTC).isoformat(),
+        "size": size,
+        "sha256": sha256,
+        "encryption": encryption,
+        "tools": tools,
+        "tables": tables or {},
+        "retention_class": retention_class(created_at),
+    }
+
+
+def dump_manifest(manifest: dict[str, Any]) -> bytes:
+    """Stable, readable JSON bytes."""
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
+def load_manifest(data: bytes) -> dict[str, Any]:
+    """Parse a manifest, refusing documents of an unknown format."""
+    manifest: dict[str, Any] = json.loads(data)
+    if manifest.get("manifest_format") != MANIFEST_FORMAT:
+        raise ValueError(f"unknown manifest format {manifest.get('manifest_format')!r}")
+    return manifest

@@ -1,0 +1,156 @@
+"""Test fixtures that start REAL services: PostgreSQL, S3 (moto server), tmpfs.
+
+The environment below is set when pytest imports this file, before any test module (and
+so before anything) imports prefect: Prefect keeps its home, settings and database in a
+session temp dir, and boto3 only ever sees fake credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from support import disk, pg, s3
+from support.platform_schema import seed_platform
+
+SESSION_TMP = tempfile.mkdtemp(prefix="feedback-ops-tests-")
+
+os.environ.update(
+    {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_HOME": os.path.join(SESSION_TMP, "prefect-home"),
+        "AWS_ACCESS_KEY_ID": s3.TEST_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": s3.TEST_SECRET_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": s3.REGION,  # Stockholm
+        # Never read the developer's ~/.aws files (profiles, real keys, SSO).
+        "AWS_CONFIG_FILE": os.path.join(SESSION_TMP, "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(SESSION_TMP, "aws-credentials"),
+    }
+)
+# A developer's shell may point these at real accounts or servers; tests never should.
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PREFECT_API_URL",
+              "PREFECT_API_KEY"):  # fmt: skip
+    os.environ.pop(_name, None)
+
+if "prefect" in sys.modules:  # pragma: no cover - a plugin imported prefect too early
+    warnings.warn("prefect was imported before tests/conftest.py set PREFECT_HOME", stacklevel=1)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session temp dir (Prefect home, AWS dummy files)."""
+    shutil.rmtree(SESSION_TMP, ignore_errors=True)
+
+
+# --- PostgreSQL on the shared server (TEST_DATABASE_URL) ----------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """URL of a superuser on the test server; fails with a hint when it does not answer."""
+    url = os.environ.get("TEST_DATABASE_URL", pg.DEFAULT_ADMIN_URL)
+    problem = pg.server_problem(url)
+    if problem:
+        pytest.fail(
+            f"PostgreSQL at {pg.redact(url)} does not answer ({problem}); "
+            "run `make test`, which starts PostgreSQL",
+            pytrace=False,
+        )
+    return url
+
+
+@pytest.fixture
+def platform_db(pg_admin_url: str) -> Iterator[str]:
+    """URL of a fresh ``fo_test_<hex>`` database seeded by ``seed_platform`` (scale 1)."""
+    with pg.throwaway_database(pg_admin_url) as url:
+        seed_platform(url)
+        yield url
+
+
+@pytest.fixture
+def db_factory(pg_admin_url: str) -> Iterator[Callable[[], str]]:
+    """A ``make_empty_db() -> url`` callable; every database it made is dropped afterwards."""
+    created: list[str] = []
+
+    def make_empty_db() -> str:
+        url = pg.create_database(pg_admin_url)
+        created.append(pg.database_of(url))
+        return url
+
+    try:
+        yield make_empty_db
+    finally:
+        errors = []
+        for name in reversed(created):
+            try:
+                pg.drop_database(pg_admin_url, name)
+            except psycopg.Error as exc:  # keep dropping the others
+                errors.append(f"{name}: {exc}")
+        if errors:
+            raise RuntimeError("could not drop test databases: " + "; ".join(errors))
+
+
+# --- a private PostgreSQL with password (SCRAM) authentication ----------------------------
+
+SCRAM_ROLE = "platform"
+SCRAM_PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="session")
+def scram_cluster() -> Iterator[pg.PrivateCluster]:
+    """A private PostgreSQL cluster (scram-sha-256 for every connection), as ``postgres``."""
+    with pg.private_cluster(auth="scram-sha-256") as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def scram_pg_url(scram_cluster: pg.PrivateCluster) -> str:
+    """``postgresql://platform:correct-horse-battery@127.0.0.1:PORT/platform``."""
+    return scram_cluster.create_role_and_database(SCRAM_ROLE, SCRAM_PASSWORD, "platform")
+
+
+# --- S3 (moto server) ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of a moto server (in a thread) that accepts any credentials."""
+    with s3.threaded_moto() as endpoint_url:
+        yield endpoint_url
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> Iterator[str]:
+    """Name of a new empty bucket in eu-north-1 on ``s3_endpoint``; emptied and deleted after."""
+    client = s3.s3_client(s3_endpoint)
+    name = s3.create_bucket(client, s3.new_bucket_name())
+    yield name
+    s3.empty_and_delete_bucket(client, name)
+
+
+@pytest.fixture(scope="session")
+def s3_denied() -> Iterator[s3.DeniedS3]:
+    """A separate moto server enforcing IAM, where ``access_key_id`` gets AccessDenied (403)."""
+    with s3.denied_s3() as info:
+        yield info
+
+
+# --- a full disk --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_disk_dir() -> Iterator[Path]:
+    """A 512 KiB tmpfs directory; writing more than that raises OSError(ENOSPC)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            path = stack.enter_context(disk.tmpfs("512k"))
+        except disk.MountNotPermitted as exc:
+            pytest.skip(f"cannot mount a tmpfs: {exc}")
+        yield path
