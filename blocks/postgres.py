@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from prefect.blocks.core import Block
@@ -79,9 +79,9 @@ class PostgresDatabase(Block):
             env["PGSSLMODE"] = self.sslmode
         return env
 
-    def connect_kwargs(self, database: str | None = None) -> dict[str, str | int]:
+    def connect_kwargs(self, database: str | None = None) -> dict[str, Any]:
         """Keyword arguments for `psycopg.connect`, optionally for another database."""
-        kwargs: dict[str, str | int] = {
+        kwargs: dict[str, Any] = {
             "host": self.host,
             "port": self.port,
             "dbname": database or self.database,

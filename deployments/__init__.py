@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from prefect import Flow
-from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.deployments.runner import RunnerDeployment
+from prefect.types.entrypoint import EntrypointType
 from prefect.schedules import Schedule
 
 from deployments.schedules import daily_at, run_times
@@ -36,7 +37,7 @@ class DeploymentSpec:
 
     def to_runner(self) -> RunnerDeployment:
         """The deployment `serve()` registers, never paused on start."""
-        return self.flow.to_deployment(
+        deployment = self.flow.to_deployment(
             name=self.name,
             schedules=list(self.schedules),
             parameters=self.parameters,
@@ -44,6 +45,8 @@ class DeploymentSpec:
             paused=False,
             entrypoint_type=EntrypointType.MODULE_PATH,
         )
+        assert isinstance(deployment, RunnerDeployment)
+        return deployment
 
 
 def all_deployments() -> list[DeploymentSpec]:

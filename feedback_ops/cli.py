@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 DEFAULT_PORT = 4200
 STOCKHOLM_NAME = "Europe/Stockholm"
@@ -79,6 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if _server_answers(local):
             os.environ["PREFECT_API_URL"] = local
 
+    from prefect.client.schemas.objects import State
+
     from deployments import flows_by_name
     from feedback_ops.config import sync_blocks
     from feedback_ops.errors import OpsError
@@ -96,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _report(report, args.json)
 
     try:
-        state = flows[args.flow](**params, return_state=True)
+        state = cast("State[Any]", flows[args.flow](**params, return_state=True))
     except TypeError as exc:
         report["message"] = f"invalid parameters for {args.flow}: {_one_line(exc)}"
         return _report(report, args.json)
@@ -104,7 +106,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     report["state"] = state.name or state.type.value.title()
     if state.is_completed():
         result = state.result()
-        report["result"] = result.model_dump(mode="json") if hasattr(result, "model_dump") else result
+        report["result"] = (
+            result.model_dump(mode="json") if hasattr(result, "model_dump") else result
+        )
     else:
         outcome = state.result(raise_on_failure=False)
         report["message"] = (
@@ -164,7 +168,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     _print_table(
         ("when (Stockholm)", "flow", "deployment"),
         [
-            (datetime.fromisoformat(r["at"]).strftime("%a %Y-%m-%d %H:%M %z"), r["flow"], r["deployment"])
+            (f"{datetime.fromisoformat(r['at']):%a %Y-%m-%d %H:%M %z}", r["flow"], r["deployment"])
             for r in runs
         ],
     )

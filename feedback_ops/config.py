@@ -16,7 +16,7 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import SecretStr, ValidationError
 
-from blocks import BackupStorage, PostgresDatabase
+from blocks import BackupStorage, PostgresDatabase, load_block
 from feedback_ops.errors import ConfigError
 from tasks.object_store import parse_location
 
@@ -157,9 +157,8 @@ def sync_blocks(env: Mapping[str, str] = os.environ) -> dict[str, Block]:
     """Write the environment's configuration into the Prefect API's blocks."""
     existing: dict[str, Block] = {}
     for name, make_default in _defaults(env).items():
-        block_type = type(make_default())
         try:
-            existing[name] = block_type.load(name)
+            existing[name] = load_block(type(make_default()), name)
         except ValueError:
             continue
     blocks = blocks_from_env(env, existing)

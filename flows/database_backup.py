@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from blocks import BackupStorage, PostgresDatabase
+from blocks import BackupStorage, PostgresDatabase, load_block
 from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK, PLATFORM_DATABASE_BLOCK
 from feedback_ops.errors import OpsError
 from tasks.locks import lock_name, system_lock
@@ -57,9 +57,9 @@ def database_backup(
     `ops.backup_records`. A backup is only called completed after all of that.
     """
     logger = get_run_logger()
-    db = PostgresDatabase.load(database_block)
-    storage = BackupStorage.load(storage_block)
-    ops_db = PostgresDatabase.load(ops_database_block)
+    db = load_block(PostgresDatabase, database_block)
+    storage = load_block(BackupStorage, storage_block)
+    ops_db = load_block(PostgresDatabase, ops_database_block)
     primary, replicas = storage.primary(), storage.replicas()
     for store in (primary, *replicas):
         store.check_access()
@@ -100,7 +100,9 @@ def database_backup(
             manifest=manifest,
         )
     _publish_success(backup_id, db.display_name, dump, copies)
-    return BackupResult(backup_id=backup_id, locations=locations, size=dump.size, sha256=dump.sha256)
+    return BackupResult(
+        backup_id=backup_id, locations=locations, size=dump.size, sha256=dump.sha256
+    )
 
 
 def _store_and_replicate(

@@ -17,13 +17,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 from feedback_ops.errors import ConfigError, OpsError, TransientError
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from types_boto3_s3 import S3Client
 
 CHUNK_SIZE = 1024 * 1024
 # A dump's size is unknown until it ends, so the part size is fixed: 16 MiB parts allow
@@ -99,6 +99,14 @@ def _safe(url: str) -> str:
     if "@" in parts.netloc:
         return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
     return url
+
+
+class Readable(Protocol):
+    """Anything with `read(n)`: a pipe, a file, a `HashingReader`."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Read up to `size` bytes; b"" at the end."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -182,7 +190,7 @@ class ObjectStore(ABC):
         """Fail early, with a clear reason, when the store cannot be written."""
 
     @abstractmethod
-    def upload_stream(self, key: str, stream: IO[bytes] | HashingReader) -> None:
+    def upload_stream(self, key: str, stream: Readable) -> None:
         """Store everything `stream` yields under `key`, atomically."""
 
     @abstractmethod
@@ -266,7 +274,7 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             raise self._explain(exc) from None
 
-    def upload_stream(self, key: str, stream: IO[bytes] | HashingReader) -> None:
+    def upload_stream(self, key: str, stream: Readable) -> None:
         final = self._path(key)
         temp = final.with_name(f".{final.name}.partial-{secrets.token_hex(4)}")
         try:
@@ -403,7 +411,7 @@ class S3Store(ObjectStore):
         with self._errors():
             self.client.head_bucket(Bucket=self.bucket)
 
-    def upload_stream(self, key: str, stream: IO[bytes] | HashingReader) -> None:
+    def upload_stream(self, key: str, stream: Readable) -> None:
         from boto3.s3.transfer import TransferConfig
 
         # Parts are read from the stream one after another and sent by a few threads:
@@ -454,7 +462,8 @@ class S3Store(ObjectStore):
     def get_bytes(self, key: str) -> bytes:
         with self._errors(key):
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-            return body.read()
+            data: bytes = body.read()
+            return data
 
     def delete(self, key: str) -> None:
         with self._errors(key):

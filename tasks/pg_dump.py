@@ -76,7 +76,9 @@ def explain_postgres_error(message: str, db: PostgresDatabase) -> OpsError:
         return OpsError(f"{where} is unreachable: unknown host {db.host!r}")
     if "timeout expired" in lower:
         return OpsError(f"{where} is unreachable: connection timed out")
-    if "could not obtain lock" in lower or "lock timeout" in lower:
+    if "could not obtain lock" in lower or "lock timeout" in lower or (
+        "statement timeout" in lower and "lock table" in lower
+    ):
         return OpsError(f"{where}: could not lock a table for the dump in time ({_tail(text)})")
     if "server version mismatch" in lower:
         return OpsError(f"{where}: pg_dump is older than the server ({_tail(text)})")
@@ -231,9 +233,13 @@ def dump_to_store(
     )
 
 
+PG_DUMP_APPLICATION_NAME = "feedback-ops-pg_dump"
+
+
 def _child_env(db: PostgresDatabase) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    return env | db.libpq_env()
+    # Named apart from the flow's own sessions, so a DBA sees which backend is the dump.
+    return env | db.libpq_env() | {"PGAPPNAME": PG_DUMP_APPLICATION_NAME}
 
 
 def _check_exit(proc: subprocess.Popen[bytes], stderr: IO[bytes], db: PostgresDatabase) -> None:

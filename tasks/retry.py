@@ -11,14 +11,12 @@ from typing import Any
 from feedback_ops.errors import TransientError
 
 # Seconds between attempts: long enough for a restarted server or a throttle to pass.
-RETRY_DELAYS = [10, 60]
+RETRY_DELAYS: list[float] = [10, 60]
 
 
 def is_transient(exc: BaseException | None) -> bool:
     """Whether a failure is worth another attempt."""
-    if isinstance(exc, TransientError | ConnectionResetError | TimeoutError):
-        return True
-    return False
+    return isinstance(exc, TransientError | ConnectionResetError | TimeoutError)
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -30,6 +30,15 @@ def test_session_environment() -> None:
     assert os.environ["AWS_DEFAULT_REGION"] == "eu-north-1"
 
 
+def test_prefect_sees_the_session_environment() -> None:
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    assert str(settings.home) == os.environ["PREFECT_HOME"]
+    assert settings.server.analytics_enabled is False
+    assert settings.api.url is None
+
+
 def test_free_port_can_be_bound() -> None:
     port = free_port()
     with socket.socket() as sock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -19,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 
@@ -27,6 +28,8 @@ from support.net import LOOPBACK, free_port, wait_until
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
+    from types_boto3_s3.literals import BucketLocationConstraintType
+    from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 REGION = "eu-north-1"
 TEST_ACCESS_KEY_ID = "testing"
@@ -57,7 +60,8 @@ def new_bucket_name(prefix: str = "fo-test") -> str:
 
 def create_bucket(client: S3Client, name: str, region: str = REGION) -> str:
     """Create bucket ``name`` in ``region``; return its name."""
-    client.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+    location = cast("BucketLocationConstraintType", region)
+    client.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": location})
     return name
 
 
@@ -73,7 +77,7 @@ def empty_and_delete_bucket(client: S3Client, name: str) -> None:
 def _empty_and_delete(client: S3Client, name: str) -> None:
     paginator = client.get_paginator("list_object_versions")
     for page in paginator.paginate(Bucket=name):
-        doomed = [
+        doomed: list[ObjectIdentifierTypeDef] = [
             {"Key": v["Key"], "VersionId": v["VersionId"]}
             for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
         ]
@@ -90,6 +94,8 @@ def threaded_moto() -> Iterator[str]:
     """Run moto's server in a thread on a free loopback port; yield its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
+    # One access-log line per request would drown the output of a failing test.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
     server.start()  # returns once the socket is bound and listening
     try:
