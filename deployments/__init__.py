@@ -8,8 +8,8 @@ from typing import Any
 
 from prefect import Flow
 from prefect.deployments.runner import RunnerDeployment
-from prefect.types.entrypoint import EntrypointType
 from prefect.schedules import Schedule
+from prefect.types.entrypoint import EntrypointType
 
 from deployments.schedules import daily_at, run_times
 from flows.database_backup import database_backup

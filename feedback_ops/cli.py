@@ -262,7 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one flow now")
     run.add_argument("flow", help="flow name, e.g. database-backup")
     run.add_argument(
-        "-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="flow parameter (value parsed as JSON when it is JSON)",
     )
     run.add_argument("--json", action="store_true", help="print one JSON object")

@@ -73,9 +73,7 @@ def _postgres(env: Mapping[str, str], variable: str) -> dict[str, Any]:
     if not url:
         return {}
     # model_dump keeps SecretStr values as they are, so the password is carried along.
-    return PostgresDatabase.from_url(url, variable=variable).model_dump(
-        exclude={"block_type_slug"}
-    )
+    return PostgresDatabase.from_url(url, variable=variable).model_dump(exclude={"block_type_slug"})
 
 
 def _storage(env: Mapping[str, str]) -> dict[str, Any]:
@@ -116,9 +114,7 @@ def _defaults(env: Mapping[str, str]) -> dict[str, Callable[[], Block]]:
     return {
         PLATFORM_DATABASE_BLOCK: PostgresDatabase,
         OPS_DATABASE_BLOCK: PostgresDatabase,
-        BACKUP_STORAGE_BLOCK: lambda: BackupStorage(
-            url=f"file://{state_dir(env) / 'backups'}"
-        ),
+        BACKUP_STORAGE_BLOCK: lambda: BackupStorage(url=f"file://{state_dir(env) / 'backups'}"),
     }
 
 

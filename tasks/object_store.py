@@ -513,8 +513,7 @@ class S3Store(ObjectStore):
             raise _explain_client_error(exc, where, self.bucket, has_key=key is not None) from None
         except NoCredentialsError:
             raise ConfigError(
-                f"no AWS credentials for {where}: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY"
+                f"no AWS credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             ) from None
         except EndpointConnectionError:
             endpoint = self.settings.endpoint_url or "AWS S3"
@@ -532,9 +531,7 @@ def _explain_client_error(exc: Any, where: str, bucket: str, *, has_key: bool) -
     if code in ("NoSuchKey", "404", "NotFound"):
         return _NotFound(f"no object at {where}")
     if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
-        return ConfigError(
-            f"access denied to {where}: check the credentials and the bucket policy"
-        )
+        return ConfigError(f"access denied to {where}: check the credentials and the bucket policy")
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
         return ConfigError(f"S3 rejected the credentials for {where} ({code})")
     if code in _TRANSIENT_S3_CODES or status >= 500:

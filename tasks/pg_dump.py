@@ -76,8 +76,10 @@ def explain_postgres_error(message: str, db: PostgresDatabase) -> OpsError:
         return OpsError(f"{where} is unreachable: unknown host {db.host!r}")
     if "timeout expired" in lower:
         return OpsError(f"{where} is unreachable: connection timed out")
-    if "could not obtain lock" in lower or "lock timeout" in lower or (
-        "statement timeout" in lower and "lock table" in lower
+    if (
+        "could not obtain lock" in lower
+        or "lock timeout" in lower
+        or ("statement timeout" in lower and "lock table" in lower)
     ):
         return OpsError(f"{where}: could not lock a table for the dump in time ({_tail(text)})")
     if "server version mismatch" in lower:
@@ -286,4 +288,3 @@ class _Counter(threading.Thread):
         if self.is_alive():
             self._conn.cancel_safe()
             self.join(timeout=30)
-

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter
-from prefect.client.schemas.filters import LogFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from support import s3
 from support.net import wait_until
 from support.pgcompare import fingerprint
@@ -78,8 +81,10 @@ def test_local_backup_restores_to_identical_database(
     assert result.sha256 == hashlib.sha256(data).hexdigest()
     # Nothing but the dump and its manifest: no temporary file left behind.
     assert files_under(store) == sorted(
-        [dump.relative_to(store).as_posix(), dump.relative_to(store).as_posix().replace(
-            ".dump", ".manifest.json")]
+        [
+            dump.relative_to(store).as_posix(),
+            dump.relative_to(store).as_posix().replace(".dump", ".manifest.json"),
+        ]
     )
 
     manifest = json.loads(dump.with_name(dump.name.replace(".dump", ".manifest.json")).read_text())
@@ -214,9 +219,7 @@ def test_secrets_stay_out_of_logs_artifacts_manifest_and_catalog(
     assert stored and all(password not in row[0] for row in stored)
 
 
-def test_unreachable_database_fails_with_one_line_reason(
-    tmp_path: Path, save_blocks: Any
-) -> None:
+def test_unreachable_database_fails_with_one_line_reason(tmp_path: Path, save_blocks: Any) -> None:
     from support.net import free_port
 
     port = free_port()

@@ -1,0 +1,45 @@
+# feedback-ops: `make up` runs everything, `make test` checks everything.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: up test lint typecheck pytest install install-dev tools clean
+
+up: install tools
+	$(BIN)/feedback-ops up
+
+test: install-dev tools
+	bash scripts/ensure-test-services.sh
+	$(MAKE) lint typecheck pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# pg_dump and pg_restore must be installed for the backups themselves.
+tools:
+	@command -v pg_dump >/dev/null && command -v pg_restore >/dev/null || { \
+	  echo "installing postgresql-client"; \
+	  apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null; }
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
