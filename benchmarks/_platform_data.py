@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import psycopg
 
-# Roughly 290 bytes of table and index per feedback row, 60 % of the database's size;
-# the rest is webhook delivery attempts with JSON payloads.
+# Measured: about 309 bytes of database per feedback row, counting its share of the
+# webhook delivery attempts (half as many rows, with JSON payloads) and of the indexes.
+_BYTES_PER_FEEDBACK_ROW = 309
 _SCHEMA = """
 CREATE TABLE businesses (
     id bigint PRIMARY KEY,
@@ -66,7 +67,7 @@ def ensure_database(admin_url: str, size_mb: int) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         built = conn.execute("SELECT to_regclass('public.feedback') IS NOT NULL").fetchone()
         if not (built and built[0]):
-            rows = size_mb * 1024 * 1024 * 6 // 10 // 290
+            rows = size_mb * 1024 * 1024 // _BYTES_PER_FEEDBACK_ROW
             with conn.transaction():  # a build cut short leaves nothing half-made
                 conn.execute(_SCHEMA)
                 conn.execute(_FILL.format(feedback=rows, webhooks=rows // 2))

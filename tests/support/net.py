@@ -44,5 +44,8 @@ def wait_until(
 
 def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
     """True if a TCP connection to ``host:port`` succeeds."""
-    with socket.create_connection((host, port), timeout=timeout):
-        return True
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,134 @@
+"""End to end: `feedback-ops up` on free ports, its deployment triggered through the API.
+
+Starts the real console script (Prefect server + UI, blocks synced, deployments
+served), checks what the UI would show, triggers `database-backup/daily-0200` through
+the REST API and waits for it to complete, then stops `up` with Ctrl-C (SIGINT).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import psutil
+import pytest
+from support.net import free_port, port_accepts, wait_until
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+
+
+def _get(client: httpx.Client, path: str) -> Any:
+    answer = client.get(path)
+    answer.raise_for_status()
+    return answer.json()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(400)
+def test_up_serves_the_backup_deployment_and_stops_cleanly(
+    platform_db: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    state = tmp_path / "state"
+    backups = tmp_path / "backups"
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FEEDBACK_OPS_"))
+    } | {
+        "FEEDBACK_OPS_STATE_DIR": str(state),
+        "DATABASE_URL": platform_db,
+        "BACKUP_URL": f"file://{backups}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Faster loops than production, so the test need not wait a minute for each.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
+    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed in finally
+    up = subprocess.Popen(
+        [str(Path(sys.executable).parent / "feedback-ops"), "up", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        with httpx.Client(base_url=api, timeout=10) as client:
+
+            def served() -> bool:
+                try:
+                    answer = client.get("/deployments/name/database-backup/daily-0200")
+                except httpx.TransportError:
+                    assert up.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
+                    return False
+                return answer.status_code == 200
+
+            wait_until(served, timeout=180, what="the served database-backup deployment")
+            deployment = _get(client, "/deployments/name/database-backup/daily-0200")
+            assert deployment["paused"] is False
+            assert deployment["entrypoint"] == "flows.database_backup.database_backup"
+            assert "Full backup of the platform" in deployment["description"]
+            [schedule] = deployment["schedules"]
+            assert schedule["schedule"]["cron"] == "0 2 * * *"
+            assert schedule["schedule"]["timezone"] == "Europe/Stockholm"
+            assert schedule["active"] is True
+
+            # What the UI lists as upcoming runs: the scheduler's own, at 02:00 Stockholm.
+            def scheduled() -> list[dict[str, Any]]:
+                answer = client.post(
+                    "/flow_runs/filter",
+                    json={
+                        "deployments": {"id": {"any_": [deployment["id"]]}},
+                        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+                        "limit": 10,
+                    },
+                )
+                answer.raise_for_status()
+                return list(answer.json())
+
+            wait_until(lambda: len(scheduled()) >= 3, timeout=60, what="scheduled runs")
+            for run in scheduled():
+                local = datetime.fromisoformat(run["expected_start_time"]).astimezone(STOCKHOLM)
+                assert (local.hour, local.minute) in ((2, 0), (3, 0)), local
+
+            # The "Run" button: a flow run created from the deployment, picked up by serve.
+            created = client.post(f"/deployments/{deployment['id']}/create_flow_run", json={})
+            created.raise_for_status()
+            run_id = created.json()["id"]
+
+            def final_state() -> str | None:
+                state_type = _get(client, f"/flow_runs/{run_id}")["state"]["type"]
+                return state_type if state_type in ("COMPLETED", "FAILED", "CRASHED") else None
+
+            wait_until(lambda: final_state() is not None, timeout=180, what="the flow run")
+            assert final_state() == "COMPLETED", (tmp_path / "up.log").read_text()[-3000:]
+        dumps = list(backups.rglob("*.dump"))
+        assert len(dumps) == 1 and dumps[0].with_suffix(".manifest.json").exists()
+
+        # Ctrl-C: `up` stops serving and stops the server it started.
+        os.killpg(up.pid, signal.SIGINT)
+        assert up.wait(timeout=90) == 0
+        wait_until(lambda: not port_accepts("127.0.0.1", port), timeout=30, what="port closed")
+        # The deployment is left active for the next start, not paused.
+        with sqlite3.connect(state / "prefect" / "prefect.db") as db:
+            rows = db.execute(
+                "SELECT d.paused FROM deployment d JOIN flow f ON f.id = d.flow_id "
+                "WHERE f.name = 'database-backup' AND d.name = 'daily-0200'"
+            ).fetchall()
+        assert rows == [(0,)]
+    finally:
+        if up.poll() is None:
+            # The server runs in a session of its own: kill it too, not only `up`.
+            for child in psutil.Process(up.pid).children(recursive=True):
+                child.kill()
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+        log.close()
