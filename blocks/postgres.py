@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field, HttpUrl, SecretStr
 
 from feedback_ops.errors import ConfigError
 
@@ -16,11 +16,23 @@ class PostgresDatabase(Block):
 
     The password is a secret field: it reaches libpq through `PGPASSWORD` in a
     child's environment or a connection argument, never a command line or a log.
+
+    Example:
+        Load the platform database saved by `feedback-ops up`:
+        ```python
+        from blocks import PostgresDatabase
+
+        db = PostgresDatabase.load("BLOCK_NAME")
+        print(db.display_name)
+        ```
     """
 
     _block_type_name: ClassVar[str] = "Feedback Ops PostgreSQL"
     _block_type_slug: ClassVar[str] = "feedback-ops-postgres"
     _description: ClassVar[str] = "A PostgreSQL database of the AI Feedback Platform."
+    _documentation_url: ClassVar[HttpUrl] = HttpUrl(
+        "https://www.postgresql.org/docs/current/libpq-connect.html"
+    )
 
     host: str = Field(default="127.0.0.1", description="Host name or address.")
     port: int = Field(default=5432, ge=1, le=65535, description="TCP port.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 from feedback_ops.errors import ConfigError
 from tasks.object_store import ObjectStore, S3Settings, open_store, parse_location
@@ -16,11 +16,23 @@ class BackupStorage(Block):
 
     Locations are `file:///absolute/path` or `s3://bucket/prefix`. S3 objects are
     written with server-side encryption (`AES256`, or `aws:kms` with a key id).
+
+    Example:
+        Open the primary store saved by `feedback-ops up`:
+        ```python
+        from blocks import BackupStorage
+
+        storage = BackupStorage.load("BLOCK_NAME")
+        primary = storage.primary()
+        ```
     """
 
     _block_type_name: ClassVar[str] = "Feedback Ops Backup Storage"
     _block_type_slug: ClassVar[str] = "feedback-ops-backup-storage"
     _description: ClassVar[str] = "Backup locations (local folder or S3) and their replicas."
+    _documentation_url: ClassVar[HttpUrl] = HttpUrl(
+        "https://docs.aws.amazon.com/AmazonS3/latest/userguide/serv-side-encryption.html"
+    )
 
     url: str = Field(description="Primary location: file:///path or s3://bucket/prefix.")
     replica_urls: list[str] = Field(
