@@ -72,8 +72,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--admin-url", default=os.environ.get("TEST_DATABASE_URL", DEFAULT_ADMIN_URL))
-    parser.add_argument("--worker", nargs=2, metavar=("DATABASE_URL", "STORE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--admin-url", default=os.environ.get("TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
+    )
+    parser.add_argument(
+        "--worker", nargs=2, metavar=("DATABASE_URL", "STORE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.worker:
         worker(args.worker[0], Path(args.worker[1]))

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sys
-import urllib.request
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -35,14 +34,6 @@ def _prepare_environment() -> None:
 
 def _port() -> int:
     return int(os.environ.get("FEEDBACK_OPS_PORT") or DEFAULT_PORT)
-
-
-def _server_answers(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
 
 
 def _fail(message: str) -> None:
@@ -75,8 +66,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not os.environ.get("PREFECT_API_URL"):
         # A running `feedback-ops up` keeps the run in its UI; else an ephemeral API
         # writes it to the same SQLite database the UI shows at its next start.
+        from feedback_ops.up import api_answers
+
         local = f"http://127.0.0.1:{_port()}/api"
-        if _server_answers(local):
+        if api_answers(local):
             os.environ["PREFECT_API_URL"] = local
 
     from prefect.client.schemas.objects import State

@@ -18,7 +18,8 @@ from pathlib import Path
 SERVER_START_TIMEOUT = 120
 
 
-def _health(api_url: str) -> bool:
+def api_answers(api_url: str) -> bool:
+    """Whether a Prefect API answers its health check at `api_url` (…/api)."""
     try:
         with urllib.request.urlopen(f"{api_url}/health", timeout=2) as answer:
             return bool(answer.status == 200)
@@ -29,7 +30,7 @@ def _health(api_url: str) -> bool:
 def start_server(host: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     """Start `prefect server start` and wait until its API answers."""
     api_url = f"http://{host}:{port}/api"
-    if _health(api_url):
+    if api_answers(api_url):
         raise RuntimeError(f"something already answers on {host}:{port}; stop it or use --port")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - the child writes to it until stopped
@@ -42,7 +43,7 @@ def start_server(host: str, port: int, log_path: Path) -> subprocess.Popen[bytes
     )
     log.close()
     deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while not _health(api_url):
+    while not api_answers(api_url):
         if server.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
             raise RuntimeError(
