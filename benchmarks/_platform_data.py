@@ -56,9 +56,9 @@ FROM generate_series(1, {webhooks}) g;
 """
 
 
-def ensure_database(admin_url: str, size_mb: int) -> str:
+def ensure_database(admin_url: str, size_mb: int, name: str | None = None) -> str:
     """Create (once) a database of about `size_mb` MB and return its URL."""
-    name = f"fo_bench_{size_mb}mb"
+    name = name or f"fo_bench_{size_mb}mb"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
@@ -80,3 +80,10 @@ def database_size(url: str) -> int:
         row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     assert row is not None
     return int(row[0])
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    """Drop the database at `url`."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

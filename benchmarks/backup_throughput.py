@@ -25,8 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _platform_data import database_size, ensure_database  # noqa: E402
+from _platform_data import database_size, drop_database, ensure_database  # noqa: E402
 
 DEFAULT_ADMIN_URL = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
 
@@ -58,12 +60,12 @@ def worker(database_url: str, store: Path) -> None:
             )
 
 
-def raw_pg_dump(database_url: str, target: Path) -> float:
-    """Time `pg_dump --format=custom -f FILE`."""
+def raw_pg_dump(pg_dump: str, database_url: str, target: Path) -> float:
+    """Time `pg_dump --format=custom -f FILE`, the same binary the flow runs."""
     target.unlink(missing_ok=True)
     start = time.perf_counter()
     subprocess.run(
-        ["pg_dump", "--format=custom", "-f", str(target), "--dbname", database_url], check=True
+        [pg_dump, "--format=custom", "-f", str(target), "--dbname", database_url], check=True
     )
     return time.perf_counter() - start
 
@@ -78,13 +80,30 @@ def main() -> int:
     parser.add_argument(
         "--worker", nargs=2, metavar=("DATABASE_URL", "STORE"), help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--throwaway", action="store_true", help="build a fresh database and drop it after"
+    )
     args = parser.parse_args()
     if args.worker:
         worker(args.worker[0], Path(args.worker[1]))
         return 0
 
     print(f"building/reusing a ~{args.size_mb} MB platform database …", flush=True)
-    url = ensure_database(args.admin_url, args.size_mb)
+    name = f"fo_bench_tmp_{os.getpid()}" if args.throwaway else None
+    url = ensure_database(args.admin_url, args.size_mb, name)
+    try:
+        return measure(args, url)
+    finally:
+        if args.throwaway:
+            drop_database(args.admin_url, url)
+
+
+def measure(args: argparse.Namespace, url: str) -> int:
+    """Alternate flow and raw runs on the database at `url`; print the comparison."""
+    from tasks.pg_dump import find_pg_tool
+
+    with psycopg.connect(url) as conn:
+        pg_dump = find_pg_tool("pg_dump", conn.info.server_version // 10000)
     print(f"database size: {database_size(url) / 1e6:.0f} MB", flush=True)
     with tempfile.TemporaryDirectory(prefix="fo-bench-", dir=os.environ.get("BENCH_DIR")) as tmp:
         env = os.environ | {
@@ -108,7 +127,7 @@ def main() -> int:
             flow_times.append(answer["seconds"])
             peak_kib = max(peak_kib, answer["peak_rss_kib"])
             raw_file = Path(tmp) / "raw.dump"
-            raw_times.append(raw_pg_dump(url, raw_file))
+            raw_times.append(raw_pg_dump(pg_dump, url, raw_file))
             sizes.append((answer["size"], raw_file.stat().st_size))
             raw_file.unlink()
             print(
