@@ -23,6 +23,7 @@ WEEKDAYS = ("MO", "TU", "WE", "TH", "FR")
 # EXDATEs are written for this many years from the first year asked for; `up` builds
 # the schedules afresh at every start, so they roll forward with it.
 HOLIDAY_YEARS = 3
+_MAX_DATES_PER_CALL = server_schedules.MAX_ITERATIONS
 
 
 def daily_at(hour: int, minute: int = 0) -> Schedule:
@@ -83,7 +84,14 @@ def run_times(schedule: Schedule, start: datetime, end: datetime) -> list[dateti
     scheduler computes them."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
-    dates = asyncio.run(
-        _server_schedule(schedule).get_dates(start=start, end=end - timedelta(microseconds=1))
-    )
-    return [datetime.fromtimestamp(d.timestamp(), STOCKHOLM) for d in dates]
+    server_schedule = _server_schedule(schedule)
+    last = end - timedelta(microseconds=1)
+    runs: list[datetime] = []
+    cursor = start
+    while True:
+        # Prefect returns at most 1,000 dates a call: page through longer spans.
+        batch = asyncio.run(server_schedule.get_dates(start=cursor, end=last))
+        runs += [datetime.fromtimestamp(d.timestamp(), STOCKHOLM) for d in batch]
+        if len(batch) < _MAX_DATES_PER_CALL:
+            return runs
+        cursor = runs[-1] + timedelta(microseconds=1)

@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from prefect.client.schemas.objects import State
 
     from deployments import flows_by_name
-    from feedback_ops.config import sync_blocks
+    from feedback_ops.config import blocks_from_env, sync_blocks
     from feedback_ops.errors import OpsError
 
     report: dict[str, Any] = {"flow": args.flow, "flow_run_id": None, "state": "Failed"}
@@ -85,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _report(report, args.json)
     try:
         params = _parse_parameters(args.param)
+        blocks_from_env(os.environ)  # bad settings fail here, before any API starts
         sync_blocks()
     except (OpsError, ValueError) as exc:
         report["message"] = _one_line(exc)
@@ -190,10 +191,11 @@ def calendar_document(year: int) -> dict[str, Any]:
 
 def cmd_calendar(args: argparse.Namespace) -> int:
     """Print a year's Swedish holidays and planned maintenance windows."""
-    if not 1900 <= args.year <= 2200:
-        _fail(f"year {args.year} is out of range (1900-2200)")
+    try:
+        document = calendar_document(args.year)
+    except ValueError as exc:
+        _fail(str(exc))
         return 2
-    document = calendar_document(args.year)
     if args.json:
         print(json.dumps(document, indent=2, ensure_ascii=False))
         return 0

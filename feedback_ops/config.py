@@ -2,7 +2,9 @@
 
 `feedback-ops up` and `feedback-ops run` call `sync_blocks()`. A variable that is set
 wins over what the block holds; a variable that is unset leaves the block as an
-operator last saved it in the UI, or at its default when the block is new.
+operator last saved it in the UI, or at its default when the block is new. The one
+exception is documented: with OPS_DATABASE_URL unset, the ops catalog follows
+DATABASE_URL, as it is its default.
 """
 
 from __future__ import annotations

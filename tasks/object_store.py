@@ -84,7 +84,12 @@ def parse_location(url: str, *, variable: str = "BACKUP_URL") -> Location:
         return Location("file", os.path.normpath(path))
     if parts.scheme == "s3":
         bucket = parts.netloc
-        if "@" in bucket or not _BUCKET_RE.match(bucket):
+        if (
+            "@" in bucket
+            or not _BUCKET_RE.match(bucket)
+            or ".." in bucket
+            or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", bucket)
+        ):
             raise ConfigError(f"{variable} names an invalid S3 bucket: {_safe(text)!r}")
         return Location("s3", bucket, parts.path.strip("/"))
     raise ConfigError(

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from prefect.client.schemas.schedules import RRuleSchedule as ClientRRuleSchedule
+from prefect.schedules import Schedule
 from prefect.server.schemas import schedules as server_schedules
 
 from deployments import DeploymentSpec, all_deployments, upcoming_runs
@@ -35,7 +36,7 @@ def days_of(year: int) -> list[date]:
     return [first + timedelta(days=i) for i in range((date(year + 1, 1, 1) - first).days)]
 
 
-def backup_schedule():
+def backup_schedule() -> Schedule:
     (spec,) = [s for s in all_deployments() if s.full_name == "database-backup/daily-0200"]
     (schedule,) = spec.schedules
     return schedule

@@ -1,0 +1,129 @@
+"""`feedback-ops run`, as the real console script: one JSON line on stdout, logs on stderr.
+
+Each run finds no server on its FEEDBACK_OPS_PORT, so it uses Prefect's ephemeral API
+(several seconds to start). The runs of this module share one Prefect home, so its
+database is migrated once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.net import free_port
+
+# The `feedback_ops` fixture of tests/unit/conftest.py.
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("cli-run-prefect-home"))
+
+
+@pytest.fixture
+def run(feedback_ops: RunCli, prefect_home: str) -> Callable[..., tuple[int, dict[str, Any]]]:
+    """`run(*args, **env)` -> (exit code, the one JSON object printed on stdout)."""
+
+    def run_json(*args: str, **env: str) -> tuple[int, dict[str, Any]]:
+        env.setdefault("PREFECT_HOME", prefect_home)
+        env.setdefault("FEEDBACK_OPS_PORT", str(free_port()))
+        done = feedback_ops("run", *args, "--json", **env)
+        lines = done.stdout.splitlines()
+        assert len(lines) == 1, f"stdout is not one line:\n{done.stdout}\nstderr:\n{done.stderr}"
+        report = json.loads(lines[0])
+        assert isinstance(report, dict)
+        return done.returncode, report
+
+    return run_json
+
+
+def test_unknown_flow(run: Callable[..., tuple[int, dict[str, Any]]]) -> None:
+    code, report = run("nope")
+
+    assert report == {
+        "flow": "nope",
+        "flow_run_id": None,
+        "state": "Failed",
+        "message": "unknown flow 'nope'; known: database-backup",
+    }
+    assert code != 0
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"BACKUP_URL": "ftp://x/y"},
+            "BACKUP_URL must be file:///path or s3://bucket/prefix, got scheme 'ftp'",
+        ),
+        ({"DATABASE_URL": "mysql://root:hunter2@127.0.0.1:3306/platform"}, "DATABASE_URL"),
+        ({"BACKUP_SSE": "des"}, "BACKUP_SSE"),
+    ],
+    ids=["BACKUP_URL", "DATABASE_URL", "BACKUP_SSE"],
+)
+def test_invalid_configuration_fails_before_the_flow_runs(
+    run: Callable[..., tuple[int, dict[str, Any]]], env: dict[str, str], expected: str
+) -> None:
+    code, report = run("database-backup", **env)
+
+    assert code != 0
+    assert set(report) == {"flow", "flow_run_id", "state", "message"}
+    assert report["flow"] == "database-backup"
+    assert report["flow_run_id"] is None
+    assert report["state"] == "Failed"
+    if " " in expected:
+        assert report["message"] == expected
+    else:
+        assert report["message"].startswith(f"{expected} ")
+    assert "hunter2" not in report["message"]
+
+
+def test_backup_to_a_local_folder(
+    run: Callable[..., tuple[int, dict[str, Any]]], platform_db: str, tmp_path: Path
+) -> None:
+    backups = tmp_path / "backups"
+
+    code, report = run("database-backup", DATABASE_URL=platform_db, BACKUP_URL=f"file://{backups}")
+
+    assert report["state"] == "Completed", report
+    assert code == 0
+    assert set(report) == {"flow", "flow_run_id", "state", "result"}
+    assert report["flow"] == "database-backup"
+    uuid.UUID(report["flow_run_id"])
+    result = report["result"]
+    assert set(result) == {"backup_id", "locations", "size", "sha256"}
+    assert result["backup_id"]
+    (location,) = result["locations"]
+    assert location.startswith(f"file://{backups}/")
+    dump = Path(location.removeprefix("file://"))
+    assert dump.is_file()
+    data = dump.read_bytes()
+    assert result["size"] == len(data) > 0
+    assert result["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_backup_of_an_unreachable_database(
+    run: Callable[..., tuple[int, dict[str, Any]]], tmp_path: Path
+) -> None:
+    port = free_port()  # nothing listens there
+
+    code, report = run(
+        "database-backup",
+        DATABASE_URL=f"postgresql://postgres:pw@127.0.0.1:{port}/platform",
+        BACKUP_URL=f"file://{tmp_path}/backups",
+    )
+
+    assert code != 0
+    assert report["state"] == "Failed"
+    assert report["message"] == (
+        f"PostgreSQL at 127.0.0.1:{port}/platform is unreachable: connection refused"
+    )
+    uuid.UUID(report["flow_run_id"])
+    assert "result" not in report

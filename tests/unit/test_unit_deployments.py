@@ -1,0 +1,105 @@
+"""Every deployment loads as `serve()` registers it, and every flow and task is documented."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from types import ModuleType
+
+import pytest
+from prefect import Flow, Task
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+from prefect.deployments.runner import RunnerDeployment
+from prefect.flows import load_flow_from_entrypoint
+
+import flows
+import tasks
+from deployments import DeploymentSpec, all_deployments, flows_by_name
+from deployments.schedules import TIMEZONE
+
+SPECS = all_deployments()
+
+
+def test_the_daily_backup_is_deployed() -> None:
+    names = [spec.full_name for spec in SPECS]
+
+    assert "database-backup/daily-0200" in names
+    assert len(names) == len(set(names))
+    assert flows_by_name() == {spec.flow_name: spec.flow for spec in SPECS}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.full_name for s in SPECS])
+def test_deployment_becomes_a_runner_deployment(spec: DeploymentSpec) -> None:
+    runner = spec.to_runner()
+
+    assert isinstance(runner, RunnerDeployment)
+    assert runner.name == spec.name
+    assert runner.flow_name == spec.flow_name
+    assert runner.paused is False
+    assert set(runner.tags) == set(spec.tags)
+    assert len(runner.schedules) == len(spec.schedules) >= 1
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.full_name for s in SPECS])
+def test_entrypoint_imports_and_resolves_to_the_flow(spec: DeploymentSpec) -> None:
+    entrypoint = spec.to_runner().entrypoint
+    assert entrypoint is not None
+    # A module path ("flows.x.func", or "flows.x:func"), never a file path.
+    module_name, _, attribute = (
+        entrypoint.rpartition(":") if ":" in entrypoint else entrypoint.rpartition(".")
+    )
+    assert module_name.startswith("flows.")
+    assert not module_name.endswith(".py") and "/" not in module_name
+
+    assert getattr(importlib.import_module(module_name), attribute) is spec.flow
+    loaded = load_flow_from_entrypoint(entrypoint, use_placeholder_flow=False)
+    assert loaded.name == spec.flow_name
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.full_name for s in SPECS])
+def test_every_schedule_is_in_stockholm_and_never_an_interval(spec: DeploymentSpec) -> None:
+    for schedule in spec.schedules:
+        assert schedule.timezone == TIMEZONE == "Europe/Stockholm"
+        assert schedule.interval is None
+        assert schedule.cron is not None or schedule.rrule is not None
+    for registered in spec.to_runner().schedules:
+        assert not isinstance(registered.schedule, IntervalSchedule)
+        assert isinstance(registered.schedule, CronSchedule | RRuleSchedule)
+        assert registered.schedule.timezone == "Europe/Stockholm"
+        assert registered.active
+
+
+def modules_of(package: ModuleType) -> list[ModuleType]:
+    return [package] + [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
+    ]
+
+
+def prefect_objects() -> list[tuple[str, Flow | Task]]:
+    found: dict[int, tuple[str, Flow | Task]] = {}
+    for package in (flows, tasks):
+        for module in modules_of(package):
+            for attribute, value in vars(module).items():
+                if isinstance(value, Flow | Task):
+                    found.setdefault(id(value), (f"{module.__name__}.{attribute}", value))
+    for spec in SPECS:
+        found.setdefault(id(spec.flow), (spec.full_name, spec.flow))
+    return sorted(found.values(), key=lambda item: item[0])
+
+
+OBJECTS = prefect_objects()
+
+
+def test_the_walk_finds_the_flows_and_their_tasks() -> None:
+    names = {obj.name for _, obj in OBJECTS}
+
+    assert "database-backup" in names
+    assert {"dump-database", "verify-stored-object", "write-manifest"} <= names
+
+
+@pytest.mark.parametrize(("where", "obj"), OBJECTS, ids=[where for where, _ in OBJECTS])
+def test_every_flow_and_task_has_a_docstring(where: str, obj: Flow | Task) -> None:
+    assert (inspect.getdoc(obj.fn) or "").strip(), f"{where} ({obj.name}) has no docstring"
+    assert (obj.description or "").strip(), f"{where} ({obj.name}) has no description"
