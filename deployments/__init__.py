@@ -11,7 +11,8 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Schedule
 from prefect.types.entrypoint import EntrypointType
 
-from deployments.schedules import daily_at, run_times
+from deployments.schedules import daily_at, every_minutes, run_times
+from flows.alerting import alert_acknowledge, alert_escalation
 from flows.database_backup import database_backup
 
 
@@ -58,6 +59,14 @@ def all_deployments() -> list[DeploymentSpec]:
             (daily_at(2, 0),),
             tags=("backup", "runbook:backup-recovery"),
         ),
+        DeploymentSpec(
+            alert_escalation,
+            "every-minute",
+            (every_minutes(1),),
+            tags=("alerting", "runbook:escalation"),
+        ),
+        # Manual: the UI's Run button with the alert's dedup key.
+        DeploymentSpec(alert_acknowledge, "manual", (), tags=("alerting",)),
     ]
 
 

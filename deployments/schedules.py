@@ -31,9 +31,9 @@ def daily_at(hour: int, minute: int = 0) -> Schedule:
     return Cron(f"{minute} {hour} * * *", timezone=TIMEZONE)
 
 
-def every_hours(step: int, minute: int = 0) -> Schedule:
-    """At hh:mm for hh = 00, step, 2×step, … Stockholm time."""
-    return Cron(f"{minute} */{step} * * *", timezone=TIMEZONE)
+def every_minutes(step: int) -> Schedule:
+    """Every `step` minutes, on the minute."""
+    return Cron(f"*/{step} * * * *" if step > 1 else "* * * * *", timezone=TIMEZONE)
 
 
 def skipping_holidays(

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -127,7 +128,7 @@ def _report(report: dict[str, Any], as_json: bool) -> int:
 # --- schedule ------------------------------------------------------------------------
 
 
-def _parse_start(text: str | None) -> datetime:
+def _parse_start(text: str | None, option: str = "--start") -> datetime:
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(STOCKHOLM_NAME)
@@ -136,7 +137,7 @@ def _parse_start(text: str | None) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"--start {text!r} is not an ISO date or date-time") from None
+        raise ValueError(f"{option} {text!r} is not an ISO date or date-time") from None
     if len(text) == 10:
         parsed = datetime.combine(date.fromisoformat(text), time(0), zone)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
@@ -158,14 +159,19 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(runs, indent=2))
         return 0
+    # A sweep that runs every minute would bury the daily jobs: the table shows it once.
+    counts = Counter((r["flow"], r["deployment"]) for r in runs)
+    frequent = {key for key, n in counts.items() if n > 24 * args.days}
     print(f"Runs from {start:%Y-%m-%d %H:%M} for {args.days} days ({STOCKHOLM_NAME}):")
-    _print_table(
-        ("when (Stockholm)", "flow", "deployment"),
-        [
-            (f"{datetime.fromisoformat(r['at']):%a %Y-%m-%d %H:%M %z}", r["flow"], r["deployment"])
-            for r in runs
-        ],
-    )
+    rows = [
+        (f"{datetime.fromisoformat(r['at']):%a %Y-%m-%d %H:%M %z}", r["flow"], r["deployment"])
+        for r in runs
+        if (r["flow"], r["deployment"]) not in frequent
+    ]
+    rows += [
+        (f"{counts[key]} runs ({counts[key] // args.days}/day)", *key) for key in sorted(frequent)
+    ]
+    _print_table(("when (Stockholm)", "flow", "deployment"), rows)
     return 0
 
 
@@ -228,6 +234,63 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
 
 
+# --- policy --------------------------------------------------------------------------
+
+
+def policy_document(severity: str, at: datetime) -> dict[str, Any]:
+    """The `policy --json` document: the routing decision for one alert, and why."""
+    from policy import route
+
+    decision = route(severity, at)
+    plan = decision.plan
+    return {
+        "at": plan.at.isoformat(),
+        "period": str(plan.period),
+        "holiday": plan.holiday.name_sv if plan.holiday else None,
+        "severity": str(plan.severity),
+        "respond_within_minutes": plan.respond_within_minutes,
+        "respond_by": plan.respond_by.isoformat() if plan.respond_by else None,
+        "next_business_day": plan.next_business_day,
+        "channels": [str(c) for c in decision.channels],
+        "queued": decision.queued,
+        "escalation": list(plan.escalation),
+        "reason": plan.reason,
+    }
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    """Print how an alert of a severity raised at a moment is routed, and why."""
+    try:
+        at = _parse_start(args.at, "--at")
+        document = policy_document(args.severity, at)
+    except ValueError as exc:
+        _fail(str(exc))
+        return 2
+    if args.json:
+        print(json.dumps(document, ensure_ascii=False))
+        return 0
+    when = (
+        "next business day"
+        if document["next_business_day"]
+        else (f"{document['respond_within_minutes']} min")
+    )
+    print(document["reason"])
+    _print_table(
+        ("at", "period", "holiday", "respond", "channels", "escalation"),
+        [
+            (
+                document["at"],
+                document["period"],
+                document["holiday"] or "-",
+                when,
+                ", ".join(document["channels"]) + (" (queued)" if document["queued"] else ""),
+                " → ".join(document["escalation"]),
+            )
+        ],
+    )
+    return 0
+
+
 # --- up ------------------------------------------------------------------------------
 
 
@@ -272,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--days", type=int, default=7, help="span in days (default 7)")
     schedule.add_argument("--json", action="store_true", help="print a JSON list")
     schedule.set_defaults(handler=cmd_schedule)
+
+    policy = sub.add_parser("policy", help="how an alert is routed at a Stockholm time")
+    policy.add_argument("--at", help="ISO date-time (default: now), Stockholm if no offset")
+    policy.add_argument("--severity", required=True, help="critical, high, medium or low")
+    policy.add_argument("--json", action="store_true", help="print one JSON object")
+    policy.set_defaults(handler=cmd_policy)
 
     calendar = sub.add_parser("calendar", help="Swedish holidays and maintenance windows")
     calendar.add_argument("year", type=int)

@@ -9,9 +9,10 @@ DATABASE_URL, as it is its default.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,19 @@ from prefect.blocks.core import Block
 from pydantic import SecretStr, ValidationError
 
 from blocks import BackupStorage, PostgresDatabase, load_block
+from blocks.channels import EmailAlerts, PagerDutyAlerts, SlackAlerts, SmsAlerts
+from blocks.contacts import EscalationContacts
 from feedback_ops.errors import ConfigError
 from tasks.object_store import parse_location
 
 PLATFORM_DATABASE_BLOCK = "platform-postgres"
 OPS_DATABASE_BLOCK = "ops-postgres"
 BACKUP_STORAGE_BLOCK = "backup-storage"
+SLACK_BLOCK = "slack-alerts"
+EMAIL_BLOCK = "email-alerts"
+PAGERDUTY_BLOCK = "pagerduty-alerts"
+SMS_BLOCK = "sms-alerts"
+CONTACTS_BLOCK = "escalation-contacts"
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,24 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("AWS_SECRET_ACCESS_KEY", "", "S3 secret access key.", secret=True),
     Variable("AWS_SESSION_TOKEN", "", "S3 session token, for temporary credentials.", secret=True),
     Variable("AWS_DEFAULT_REGION", "", "AWS region of the buckets, e.g. eu-north-1."),
+    Variable("SLACK_WEBHOOK_URL", "", "Slack incoming webhook for alerts.", secret=True),
+    Variable("SMTP_HOST", "", "SMTP server for alert email (STARTTLS)."),
+    Variable("SMTP_PORT", "587", "SMTP port."),
+    Variable("SMTP_USERNAME", "", "SMTP login."),
+    Variable("SMTP_PASSWORD", "", "SMTP password.", secret=True),
+    Variable("SMTP_FROM", "", "Sender address of alert email."),
+    Variable("SMTP_STARTTLS", "true", "Require STARTTLS (true/false)."),
+    Variable("SMTP_CA_FILE", "", "CA bundle to verify the SMTP server with."),
+    Variable("ALERT_EMAIL_TO", "", "Comma-separated alert email recipients."),
+    Variable("PAGERDUTY_ROUTING_KEY", "", "PagerDuty Events API v2 routing key.", secret=True),
+    Variable("PAGERDUTY_EVENTS_URL", "", "PagerDuty Events API URL (default: PagerDuty's)."),
+    Variable("SMS_PROVIDER", "46elks", "SMS gateway: 46elks or twilio."),
+    Variable("SMS_USERNAME", "", "46elks API username or Twilio account SID."),
+    Variable("SMS_PASSWORD", "", "46elks API password or Twilio auth token.", secret=True),
+    Variable("SMS_FROM", "", "SMS sender name or number."),
+    Variable("SMS_TO", "", "Comma-separated phone numbers (E.164) for critical SMS."),
+    Variable("SMS_API_URL", "", "SMS gateway URL (default: the provider's)."),
+    Variable("ESCALATION_CONTACTS", "{}", "JSON: role -> {phone, email, slack}."),
     Variable("FEEDBACK_OPS_STATE_DIR", "./.state", "Local state: Prefect's SQLite, backups."),
     Variable("FEEDBACK_OPS_PORT", "4200", "Port of the Prefect server and UI `up` starts."),
     Variable("PREFECT_API_URL", "", "Use an existing Prefect server instead of starting one."),
@@ -97,9 +123,9 @@ def _storage(env: Mapping[str, str]) -> dict[str, Any]:
         "BACKUP_KMS_KEY_ID": "kms_key_id",
         "AWS_ACCESS_KEY_ID": "aws_access_key_id",
     }
-    for variable, field in plain.items():
+    for variable, name in plain.items():
         if variable in env:
-            fields[field] = env[variable] or None
+            fields[name] = env[variable] or None
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if region:
         fields["region_name"] = region
@@ -112,12 +138,127 @@ def _storage(env: Mapping[str, str]) -> dict[str, Any]:
     return fields
 
 
-def _defaults(env: Mapping[str, str]) -> dict[str, Callable[[], Block]]:
-    return {
-        PLATFORM_DATABASE_BLOCK: PostgresDatabase,
-        OPS_DATABASE_BLOCK: PostgresDatabase,
-        BACKUP_STORAGE_BLOCK: lambda: BackupStorage(url=f"file://{state_dir(env) / 'backups'}"),
-    }
+# How each plain variable becomes a block field: (variable, field, kind).
+_CHANNEL_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    SLACK_BLOCK: (("SLACK_WEBHOOK_URL", "webhook_url", "secret"),),
+    EMAIL_BLOCK: (
+        ("SMTP_HOST", "host", "str"),
+        ("SMTP_PORT", "port", "int"),
+        ("SMTP_USERNAME", "username", "str"),
+        ("SMTP_PASSWORD", "password", "secret"),
+        ("SMTP_FROM", "sender", "str"),
+        ("ALERT_EMAIL_TO", "recipients", "list"),
+        ("SMTP_STARTTLS", "starttls", "bool"),
+        ("SMTP_CA_FILE", "ca_file", "str"),
+    ),
+    PAGERDUTY_BLOCK: (
+        ("PAGERDUTY_ROUTING_KEY", "routing_key", "secret"),
+        ("PAGERDUTY_EVENTS_URL", "events_url", "str"),
+    ),
+    SMS_BLOCK: (
+        ("SMS_PROVIDER", "provider", "str"),
+        ("SMS_USERNAME", "username", "str"),
+        ("SMS_PASSWORD", "password", "secret"),
+        ("SMS_FROM", "sender", "str"),
+        ("SMS_TO", "recipients", "list"),
+        ("SMS_API_URL", "api_url", "str"),
+    ),
+}
+
+
+def _convert(variable: str, value: str, kind: str) -> Any:
+    if kind == "secret":
+        return SecretStr(value) if value else None
+    if kind == "list":
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if kind == "int":
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{variable} must be a whole number, got {value!r}") from None
+    if kind == "bool":
+        if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ConfigError(f"{variable} must be true or false, got {value!r}")
+        return value.lower() in ("1", "true", "yes")
+    return value or None
+
+
+def _channel(block_name: str) -> Callable[[Mapping[str, str]], dict[str, Any]]:
+    def fields(env: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            field: _convert(variable, env[variable], kind)
+            for variable, field, kind in _CHANNEL_FIELDS[block_name]
+            if variable in env
+        }
+
+    return fields
+
+
+def _contacts(env: Mapping[str, str]) -> dict[str, Any]:
+    text = env.get("ESCALATION_CONTACTS")
+    if not text:
+        return {}
+    try:
+        contacts = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"ESCALATION_CONTACTS is not valid JSON: {exc.msg}") from None
+    if not isinstance(contacts, dict):
+        raise ConfigError('ESCALATION_CONTACTS must be a JSON object: {"DevOps": {...}, ...}')
+    return {"contacts": contacts}
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One block the environment configures."""
+
+    name: str
+    block_type: type[Block]
+    fields: Callable[[Mapping[str, str]], dict[str, Any]]
+    default: Callable[[Mapping[str, str]], Block] | None = None
+    """Builds the block when nothing configures it; None: the block is optional."""
+    variables: Mapping[str, str] = field(default_factory=dict)
+    """Field name to the variable that sets it, to name it in errors."""
+
+
+def _platform(env: Mapping[str, str]) -> dict[str, Any]:
+    return _postgres(env, "DATABASE_URL")
+
+
+def _ops(env: Mapping[str, str]) -> dict[str, Any]:
+    return _postgres(env, "OPS_DATABASE_URL") or _postgres(env, "DATABASE_URL")
+
+
+def _variables(block_name: str) -> dict[str, str]:
+    return {f: v for v, f, _kind in _CHANNEL_FIELDS[block_name]}
+
+
+BLOCK_SPECS: tuple[BlockSpec, ...] = (
+    BlockSpec(PLATFORM_DATABASE_BLOCK, PostgresDatabase, _platform, lambda env: PostgresDatabase()),
+    BlockSpec(OPS_DATABASE_BLOCK, PostgresDatabase, _ops, lambda env: PostgresDatabase()),
+    BlockSpec(
+        BACKUP_STORAGE_BLOCK,
+        BackupStorage,
+        _storage,
+        lambda env: BackupStorage(url=f"file://{state_dir(env) / 'backups'}"),
+    ),
+    BlockSpec(SLACK_BLOCK, SlackAlerts, _channel(SLACK_BLOCK), None, _variables(SLACK_BLOCK)),
+    BlockSpec(EMAIL_BLOCK, EmailAlerts, _channel(EMAIL_BLOCK), None, _variables(EMAIL_BLOCK)),
+    BlockSpec(
+        PAGERDUTY_BLOCK,
+        PagerDutyAlerts,
+        _channel(PAGERDUTY_BLOCK),
+        None,
+        _variables(PAGERDUTY_BLOCK),
+    ),
+    BlockSpec(SMS_BLOCK, SmsAlerts, _channel(SMS_BLOCK), None, _variables(SMS_BLOCK)),
+    BlockSpec(
+        CONTACTS_BLOCK,
+        EscalationContacts,
+        _contacts,
+        lambda env: EscalationContacts(),
+        {"contacts": "ESCALATION_CONTACTS"},
+    ),
+)
 
 
 def blocks_from_env(
@@ -125,38 +266,48 @@ def blocks_from_env(
 ) -> dict[str, Block]:
     """The blocks the environment describes, laid over `existing` ones.
 
+    An optional block (an alert channel) that neither the environment nor an existing
+    block configures is left out: that channel is not configured.
+
     Raises:
-        ConfigError: a variable is invalid; the message names it.
+        ConfigError: a variable is invalid or one a block needs is missing; the
+            message names the variable.
     """
     existing = existing or {}
-    platform_fields = _postgres(env, "DATABASE_URL")
-    ops_fields = _postgres(env, "OPS_DATABASE_URL") or platform_fields
-    overrides = {
-        PLATFORM_DATABASE_BLOCK: platform_fields,
-        OPS_DATABASE_BLOCK: ops_fields,
-        BACKUP_STORAGE_BLOCK: _storage(env),
-    }
     blocks: dict[str, Block] = {}
-    for name, make_default in _defaults(env).items():
-        base = existing.get(name) or make_default()
+    for spec in BLOCK_SPECS:
+        overrides = spec.fields(env)
+        base = existing.get(spec.name)
+        if base is None and spec.default is not None:
+            base = spec.default(env)
+        if base is None and not overrides:
+            continue
+        data = base.model_dump(exclude={"block_type_slug"}) if base is not None else {}
         try:
-            blocks[name] = type(base).model_validate(
-                base.model_dump(exclude={"block_type_slug"}) | overrides[name]
-            )
+            blocks[spec.name] = spec.block_type.model_validate(data | overrides)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ConfigError(
-                f"block {name!r}: {'.'.join(map(str, first['loc']))}: {first['msg']}"
-            ) from None
+            raise _explain(spec, exc) from None
     return blocks
+
+
+def _explain(spec: BlockSpec, exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    field_name = str(first["loc"][0]) if first["loc"] else ""
+    variable = spec.variables.get(field_name)
+    if variable is None:
+        return ConfigError(f"block {spec.name!r}: {field_name}: {first['msg']}")
+    if first["type"] == "missing":
+        given = [v for v in spec.variables.values() if v != variable]
+        return ConfigError(f"{variable} must be set too, as {', '.join(given[:1])} is")
+    return ConfigError(f"{variable}: {first['msg']}")
 
 
 def sync_blocks(env: Mapping[str, str] = os.environ) -> dict[str, Block]:
     """Write the environment's configuration into the Prefect API's blocks."""
     existing: dict[str, Block] = {}
-    for name, make_default in _defaults(env).items():
+    for spec in BLOCK_SPECS:
         try:
-            existing[name] = load_block(type(make_default()), name)
+            existing[spec.name] = load_block(spec.block_type, spec.name)
         except ValueError:
             continue
     blocks = blocks_from_env(env, existing)

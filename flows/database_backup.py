@@ -17,8 +17,10 @@ from pydantic import BaseModel, Field
 from blocks import BackupStorage, PostgresDatabase, load_block
 from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK, PLATFORM_DATABASE_BLOCK
 from feedback_ops.errors import OpsError
+from policy import Severity
 from tasks.locks import lock_name, system_lock
 from tasks.manifest import BackupKeys, build_manifest, new_backup_id
+from tasks.notify import Alert, raise_alert, resolve_alert
 from tasks.object_store import Digest, ObjectStore
 from tasks.pg_dump import DumpResult
 from tasks.postgres import dump_database, open_catalog, record_backup_end, record_backup_start
@@ -31,6 +33,7 @@ from tasks.storage import (
 )
 
 KIND = "database"
+RUNBOOK_SECTION = "runbook/production-operations-runbook.md#backup--recovery-procedures"
 
 
 class BackupResult(BaseModel):
@@ -56,6 +59,43 @@ def database_backup(
     to every replica and checks each copy the same way, and records it in
     `ops.backup_records`. A backup is only called completed after all of that.
     """
+    condition = f"database-backup:{database_block}"
+    try:
+        result = _back_up(
+            database_block, storage_block, ops_database_block, lock_wait_timeout_seconds
+        )
+    except Exception as exc:
+        _tell_people(condition, database_block, ops_database_block, exc)
+        raise
+    resolve_alert(condition, ops_database_block=ops_database_block)
+    return result
+
+
+def _tell_people(
+    condition: str, database_block: str, ops_database_block: str, exc: Exception
+) -> None:
+    """A failed backup is a high-severity alert; a failure to alert must not hide it."""
+    alert = Alert(
+        name="database-backup-failed",
+        severity=Severity.HIGH,
+        summary=f"Database backup of {database_block} failed: {exc}",
+        details={"database_block": database_block, "reason": str(exc)},
+        dedup_key=condition,
+        runbook_section=RUNBOOK_SECTION,
+    )
+    try:
+        raise_alert(alert, ops_database_block=ops_database_block)
+    except Exception as alert_exc:  # the backup's own failure is the one to raise
+        get_run_logger().error("Could not deliver the backup failure alert: %s", alert_exc)
+
+
+def _back_up(
+    database_block: str,
+    storage_block: str,
+    ops_database_block: str,
+    lock_wait_timeout_seconds: int,
+) -> BackupResult:
+    """The runbook's backup, start to finish."""
     logger = get_run_logger()
     db = load_block(PostgresDatabase, database_block)
     storage = load_block(BackupStorage, storage_block)

@@ -21,9 +21,15 @@ from policy.response import (
     Severity,
     response_plan,
 )
+from policy.routing import CHANNELS, FALLBACK_ORDER, Channel, Route, route
 from policy.thresholds import KEY_METRICS, KeyMetrics
 
 __all__ = [
+    "CHANNELS",
+    "FALLBACK_ORDER",
+    "Channel",
+    "Route",
+    "route",
     "ESCALATION_CHAINS",
     "KEY_METRICS",
     "RESPONSE_MINUTES",

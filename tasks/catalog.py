@@ -59,6 +59,57 @@ MIGRATIONS: Sequence[tuple[int, str]] = (
         CREATE INDEX backup_records_kind_created ON ops.backup_records (kind, started_at DESC);
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE ops.alerts (
+            id                  bigserial PRIMARY KEY,
+            dedup_key           text NOT NULL,
+            name                text NOT NULL,
+            severity            text NOT NULL
+                                CHECK (severity IN ('critical', 'high', 'medium', 'low')),
+            summary             text NOT NULL,
+            details             jsonb NOT NULL DEFAULT '{}'::jsonb,
+            runbook_section     text,
+            source_flow_run     text,
+            status              text NOT NULL
+                                CHECK (status IN ('open', 'queued', 'acknowledged', 'resolved')),
+            raised_at           timestamptz NOT NULL,
+            last_seen_at        timestamptz NOT NULL,
+            occurrences         integer NOT NULL DEFAULT 1,
+            period              text NOT NULL,
+            holiday             text,
+            respond_within_minutes integer,
+            respond_by          timestamptz,
+            escalation          jsonb NOT NULL DEFAULT '[]'::jsonb,
+            escalation_level    integer NOT NULL DEFAULT 0,
+            next_escalation_at  timestamptz,
+            delivered           boolean NOT NULL DEFAULT false,
+            acknowledged_at     timestamptz,
+            acknowledged_by     text,
+            resolved_at         timestamptz,
+            resolved_by         text
+        );
+        -- One live alert per condition: raising it again while live only counts.
+        CREATE UNIQUE INDEX alerts_live_dedup_key ON ops.alerts (dedup_key)
+            WHERE status <> 'resolved';
+        CREATE INDEX alerts_due ON ops.alerts (next_escalation_at) WHERE status <> 'resolved';
+        CREATE TABLE ops.alert_deliveries (
+            id               bigserial PRIMARY KEY,
+            alert_id         bigint NOT NULL REFERENCES ops.alerts(id),
+            action           text NOT NULL,
+            channel          text NOT NULL,
+            recipients       jsonb NOT NULL DEFAULT '[]'::jsonb,
+            status           text NOT NULL CHECK (status IN ('sent', 'failed')),
+            escalation_level integer NOT NULL DEFAULT 0,
+            provider_id      text,
+            http_status      integer,
+            error            text,
+            at               timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX alert_deliveries_alert ON ops.alert_deliveries (alert_id, at);
+        """,
+    ),
 )
 
 metadata = MetaData(schema=SCHEMA)

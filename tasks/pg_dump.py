@@ -183,6 +183,9 @@ def dump_to_store(
                 sql.Literal(f"{lock_wait_timeout_seconds}s")
             )
         )
+        # The counts run beside pg_dump: one core, not a parallel scan that would take
+        # the CPU pg_dump needs to compress.
+        conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         snapshot_row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert snapshot_row is not None
         major = server_major(conn)

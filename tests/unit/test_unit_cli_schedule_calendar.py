@@ -28,9 +28,13 @@ def test_schedule_json_across_the_spring_forward_day(feedback_ops: RunCli) -> No
     done = feedback_ops("schedule", "--start", "2027-03-26", "--days", "7", "--json")
 
     assert done.returncode == 0, done.stderr
-    runs = json.loads(done.stdout)
-    assert isinstance(runs, list)
-    assert len(runs) == 7
+    everything = json.loads(done.stdout)
+    assert isinstance(everything, list)
+    assert all(set(r) == {"flow", "deployment", "at"} for r in everything)
+    # The escalation sweep runs every minute: 7 days of it, listed run by run.
+    sweeps = [r for r in everything if r["flow"] == "alert-escalation"]
+    assert len(sweeps) == 7 * 24 * 60 - 60  # the spring-forward day has 23 hours
+    runs = [r for r in everything if r["flow"] == "database-backup"]
     assert runs == [
         {"flow": "database-backup", "deployment": "daily-0200", "at": at}
         for at in (
@@ -56,6 +60,9 @@ def test_schedule_table(feedback_ops: RunCli) -> None:
     lines = [line for line in done.stdout.splitlines() if "daily-0200" in line]
     assert len(lines) == 7
     assert all("database-backup" in line for line in lines)
+    # The every-minute sweep is one summary line, not ten thousand.
+    [sweep] = [line for line in done.stdout.splitlines() if "alert-escalation" in line]
+    assert sweep.split()[:2] == ["10020", "runs"]
 
 
 def test_schedule_rejects_a_start_that_is_not_a_date(feedback_ops: RunCli) -> None:

@@ -1,0 +1,84 @@
+"""Runbook, "Escalation Procedures": escalation of unacknowledged alerts, and
+acknowledging or resolving an alert from the Prefect UI.
+
+`alert-escalation` runs every minute: it escalates open alerts nobody acknowledged
+within their response time, sends queued alerts when their business day starts, and
+sends again any alert that reached no one. `alert-acknowledge` is the UI's button:
+run it with the alert's dedup key to stop its escalation, or to resolve it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel
+
+from feedback_ops.config import OPS_DATABASE_BLOCK
+from tasks import alert_store
+from tasks.notify import _ops_engine, close_alert, escalate, send_due
+
+
+class EscalationSweep(BaseModel):
+    """What one sweep did."""
+
+    escalated: list[str]
+    sent: list[str]
+
+
+@flow(name="alert-escalation")
+def alert_escalation(ops_database_block: str = OPS_DATABASE_BLOCK) -> EscalationSweep:
+    """Escalate unacknowledged alerts past their response time; send queued alerts
+    whose next business day has begun; retry alerts that reached no one."""
+    logger = get_run_logger()
+    now = datetime.now(UTC)
+    engine = _ops_engine(ops_database_block)
+    try:
+        due = alert_store.due(engine, now)
+    finally:
+        engine.dispose()
+    escalated, sent = [], []
+    for row in due:
+        if row["status"] == "queued" or not row["delivered"]:
+            send_due(row, now, ops_database_block)
+            sent.append(row["dedup_key"])
+        else:
+            escalate(row, now, ops_database_block)
+            escalated.append(row["dedup_key"])
+    logger.info("Escalated %d alert(s), sent %d", len(escalated), len(sent))
+    return EscalationSweep(escalated=escalated, sent=sent)
+
+
+class AlertAction(StrEnum):
+    """What an operator does to an alert."""
+
+    ACKNOWLEDGE = "acknowledge"
+    RESOLVE = "resolve"
+
+
+class AcknowledgeResult(BaseModel):
+    """What `feedback-ops run alert-acknowledge --json` prints as `result`."""
+
+    dedup_key: str
+    action: AlertAction
+    told: list[str]
+
+
+@flow(name="alert-acknowledge")
+def alert_acknowledge(
+    dedup_key: str,
+    action: AlertAction = AlertAction.ACKNOWLEDGE,
+    by: str = "operator",
+    ops_database_block: str = OPS_DATABASE_BLOCK,
+) -> AcknowledgeResult:
+    """Acknowledge an alert (stops its escalation) or resolve it, from the Prefect UI.
+
+    The dedup key is shown in every alert message and in the `alert` artifact of the
+    run that raised it. Resolving also resolves the PagerDuty incident and posts a
+    follow-up on Slack.
+    """
+    outcomes = close_alert(dedup_key, action.value, by, ops_database_block=ops_database_block)
+    return AcknowledgeResult(
+        dedup_key=dedup_key, action=action, told=[str(o.channel) for o in outcomes if o.ok]
+    )

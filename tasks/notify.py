@@ -1,0 +1,493 @@
+"""Telling people: the `Alert` model, routing by Swedish time, delivery with fallback.
+
+Flows call `raise_alert(alert)` when something needs a person and `resolve_alert(key)`
+when the condition clears. Every alert and every delivery attempt is stored in the ops
+catalog (`ops.alerts`, `ops.alert_deliveries`); when the catalog itself is down the
+alert is still sent, and the run's log says it could not be recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from blocks import PostgresDatabase, load_block
+from blocks.contacts import EscalationContacts
+from feedback_ops import config
+from feedback_ops.errors import ConfigError, OpsError
+from policy import FALLBACK_ORDER, STOCKHOLM, Channel, Severity, route
+from policy.periods import business_period
+from policy.routing import CHANNELS
+from tasks import alert_store, catalog
+from tasks.channels import ChannelError, Delivery, Message
+
+# The first responder gets at least this long before an "immediate" alert escalates.
+MIN_ESCALATION_MINUTES = 5
+
+_CHANNEL_BLOCKS: dict[Channel, tuple[str, str]] = {
+    Channel.SLACK: (config.SLACK_BLOCK, "SLACK_WEBHOOK_URL"),
+    Channel.EMAIL: (config.EMAIL_BLOCK, "SMTP_HOST and ALERT_EMAIL_TO"),
+    Channel.PAGERDUTY: (config.PAGERDUTY_BLOCK, "PAGERDUTY_ROUTING_KEY"),
+    Channel.SMS: (config.SMS_BLOCK, "SMS_USERNAME, SMS_PASSWORD and SMS_TO"),
+}
+
+
+class Alert(BaseModel):
+    """Something a person must know about, raised by a flow."""
+
+    name: str = Field(description="Short machine name, e.g. database-backup-failed.")
+    severity: Severity = Field(description="critical, high, medium or low.")
+    summary: str = Field(description="One line a person reads first.")
+    details: dict[str, Any] = Field(default_factory=dict, description="Facts behind it.")
+    dedup_key: str = Field(description="Stable key of the condition; one live alert per key.")
+    source_flow_run: str | None = Field(default=None, description="The flow run that raised it.")
+    runbook_section: str | None = Field(default=None, description="Link to the runbook section.")
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _severity(cls, value: object) -> Severity:
+        return value if isinstance(value, Severity) else Severity.parse(str(value))
+
+    @field_validator("summary")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return " ".join(value.split())
+
+
+@dataclass
+class DeliveryOutcome:
+    """One channel's result for one message."""
+
+    channel: Channel
+    ok: bool
+    recipients: tuple[str, ...] = ()
+    provider_id: str | None = None
+    status_code: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class AlertOutcome:
+    """What `raise_alert` did: sent, queued, or counted as a repeat."""
+
+    dedup_key: str
+    status: Literal["sent", "queued", "deduplicated", "undelivered"]
+    alert_id: int | None
+    deliveries: list[DeliveryOutcome] = field(default_factory=list)
+    respond_by: datetime | None = None
+    recorded: bool = True
+
+
+def channel_client(channel: Channel) -> Any:
+    """The configured client of a channel.
+
+    Raises:
+        ConfigError: the channel is not configured; the message names the variables.
+    """
+    block_name, variables = _CHANNEL_BLOCKS[channel]
+    block_type = {b.name: b.block_type for b in config.BLOCK_SPECS}[block_name]
+    try:
+        block = load_block(block_type, block_name)
+    except ValueError:
+        raise ConfigError(f"{channel} is not configured: set {variables}") from None
+    return block.channel()  # type: ignore[attr-defined]
+
+
+def message_for(
+    alert: dict[str, Any],
+    action: Literal["trigger", "acknowledge", "resolve"],
+    at: datetime,
+    *,
+    title: str | None = None,
+    mention: str | None = None,
+) -> Message:
+    """The channel-neutral message for a stored alert."""
+    links: tuple[tuple[str, str], ...] = ()
+    if alert.get("runbook_section"):
+        links = (("Runbook", str(alert["runbook_section"])),)
+    details = dict(alert.get("details") or {})
+    if alert.get("respond_by") and action == "trigger":
+        details["respond_by"] = alert["respond_by"].astimezone(STOCKHOLM).isoformat()
+    return Message(
+        title=title or str(alert["summary"]),
+        body=str(alert.get("body") or alert["summary"]),
+        severity=alert["severity"],
+        dedup_key=str(alert["dedup_key"]),
+        action=action,
+        source=f"feedback-ops/{alert['name']}",
+        details=details,
+        links=links,
+        timestamp=at,
+        mention=mention,
+    )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, ChannelError) and exc.transient
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    return _is_transient(state.data) if isinstance(state.data, BaseException) else False
+
+
+@task(
+    name="send-alert",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_retry_transient,
+    cache_policy=NO_CACHE,
+)
+def send_on_channel(
+    channel: Channel, message: Message, recipients: Sequence[str] | None = None
+) -> Delivery:
+    """Send one message on one channel; throttling and 5xx answers are retried."""
+    delivery: Delivery = channel_client(channel).send(message, recipients)
+    return delivery
+
+
+def _attempt(
+    channel: Channel, message: Message, recipients: Sequence[str] | None
+) -> DeliveryOutcome:
+    try:
+        sent = send_on_channel(channel, message, recipients)
+    except (ChannelError, OpsError) as exc:
+        status = exc.status if isinstance(exc, ChannelError) else None
+        return DeliveryOutcome(channel, False, tuple(recipients or ()), None, status, str(exc))
+    return DeliveryOutcome(
+        channel, True, tuple(sent.recipients), sent.provider_id, sent.status_code
+    )
+
+
+def deliver(
+    message: Message,
+    channels: Sequence[Channel],
+    *,
+    recipients: dict[Channel, list[str]] | None = None,
+    fallback: bool = True,
+) -> list[DeliveryOutcome]:
+    """Send on each channel; if none got through, try the others in fallback order.
+
+    A channel that failed while another worked is reported on the working one, so a
+    broken pager is noticed by a person and not only in a log.
+    """
+    recipients = recipients or {}
+    outcomes = [_attempt(ch, message, recipients.get(ch)) for ch in channels]
+    if fallback and not any(o.ok for o in outcomes):
+        for channel in FALLBACK_ORDER:
+            if channel in channels:
+                continue
+            outcome = _attempt(channel, message, None)
+            outcomes.append(outcome)
+            if outcome.ok:
+                break
+    failed = [o for o in outcomes if not o.ok]
+    working = next((o for o in outcomes if o.ok), None)
+    if failed and working is not None and message.action == "trigger":
+        note = Message(
+            title=f"Delivery problem for: {message.title}",
+            body="; ".join(f"{o.channel}: {o.error}" for o in failed),
+            severity=message.severity,
+            dedup_key=f"{message.dedup_key}:delivery",
+            source=message.source,
+            timestamp=message.timestamp,
+        )
+        _attempt(working.channel, note, recipients.get(working.channel))
+    return outcomes
+
+
+def _ops_engine(ops_database_block: str = config.OPS_DATABASE_BLOCK) -> Engine:
+    try:
+        ops_db = load_block(PostgresDatabase, ops_database_block)
+    except ValueError:
+        raise ConfigError(f"no ops catalog block {ops_database_block!r}") from None
+    engine = catalog.engine_for(ops_db)
+    catalog.migrate(engine, ops_db)
+    return engine
+
+
+def _record(
+    engine: Engine | None,
+    alert_id: int | None,
+    action: str,
+    outcomes: list[DeliveryOutcome],
+    level: int = 0,
+) -> None:
+    if engine is None or alert_id is None:
+        return
+    for o in outcomes:
+        alert_store.record_delivery(
+            engine,
+            alert_id=alert_id,
+            action=action,
+            channel=str(o.channel),
+            recipients=list(o.recipients),
+            status="sent" if o.ok else "failed",
+            escalation_level=level,
+            provider_id=o.provider_id,
+            http_status=o.status_code,
+            error=o.error,
+            at=datetime.now(UTC),
+        )
+
+
+def _first_deadline(plan_minutes: int | None, at: datetime) -> datetime | None:
+    if plan_minutes is None:
+        return None
+    return at + timedelta(minutes=max(plan_minutes, MIN_ESCALATION_MINUTES))
+
+
+def _current_run_id() -> str | None:
+    try:
+        return str(flow_run.id) if flow_run.id else None
+    except MissingContextError:
+        return None
+
+
+@task(name="notify", cache_policy=NO_CACHE)
+def notify(
+    alert: Alert,
+    at: datetime | None = None,
+    ops_database_block: str = config.OPS_DATABASE_BLOCK,
+) -> AlertOutcome:
+    """Store, route and send an alert; a repeat of a live alert is only counted."""
+    logger = get_run_logger()
+    at = (at or datetime.now(UTC)).astimezone(STOCKHOLM)
+    decision = route(alert.severity, at)
+    plan = decision.plan
+    values = {
+        "dedup_key": alert.dedup_key,
+        "name": alert.name,
+        "severity": str(alert.severity),
+        "summary": alert.summary,
+        "details": alert.details,
+        "runbook_section": alert.runbook_section,
+        "source_flow_run": alert.source_flow_run or _current_run_id(),
+        "status": "queued" if decision.queued else "open",
+        "raised_at": at,
+        "last_seen_at": at,
+        "occurrences": 1,
+        "period": str(plan.period),
+        "holiday": plan.holiday.name_sv if plan.holiday else None,
+        "respond_within_minutes": plan.respond_within_minutes,
+        "respond_by": plan.respond_by,
+        "escalation": list(plan.escalation),
+        "escalation_level": 0,
+        "next_escalation_at": _first_deadline(plan.respond_within_minutes, at),
+        "delivered": False,
+    }
+    engine: Engine | None = None
+    try:
+        engine = _ops_engine(ops_database_block)
+        row, new = alert_store.open_or_count(engine, values)
+    except (OpsError, SQLAlchemyError) as exc:
+        logger.error("Alert %s is sent without being recorded: %s", alert.dedup_key, exc)
+        row, new, engine = values | {"id": None}, True, None
+    outcome = AlertOutcome(alert.dedup_key, "sent", row["id"], respond_by=plan.respond_by)
+    outcome.recorded = engine is not None
+    if not new:
+        logger.info("Alert %s is already live: counted, not sent again", alert.dedup_key)
+        outcome.status = "deduplicated"
+        return outcome
+    if decision.queued:
+        logger.info("Alert %s queued: %s", alert.dedup_key, plan.reason)
+        outcome.status = "queued"
+        _publish(alert, plan.reason, outcome)
+        return outcome
+    outcome.deliveries = deliver(message_for(row, "trigger", at), decision.channels)
+    _record(engine, row["id"], "trigger", outcome.deliveries)
+    delivered = any(o.ok for o in outcome.deliveries)
+    if engine is not None and row["id"] is not None:
+        alert_store.update_alert(engine, row["id"], delivered=delivered)
+    _publish(alert, plan.reason, outcome)
+    if not delivered:
+        outcome.status = "undelivered"
+        reasons = "; ".join(f"{o.channel}: {o.error}" for o in outcome.deliveries)
+        raise OpsError(f"alert {alert.dedup_key} reached no one ({reasons}); it stays queued")
+    return outcome
+
+
+def raise_alert(
+    alert: Alert, at: datetime | None = None, ops_database_block: str = config.OPS_DATABASE_BLOCK
+) -> AlertOutcome:
+    """Tell the right people now, or queue for the next business day; one line for flows."""
+    return notify(alert, at, ops_database_block)
+
+
+def _publish(alert: Alert, reason: str, outcome: AlertOutcome) -> None:
+    rows = "\n".join(
+        f"| {o.channel} | {'sent' if o.ok else 'failed'} | {', '.join(o.recipients) or '-'} | "
+        f"{o.error or ''} |"
+        for o in outcome.deliveries
+    )
+    create_markdown_artifact(
+        key="alert",
+        description=f"Alert {alert.dedup_key}: {outcome.status}",
+        markdown=f"""# Alert `{alert.name}` ({alert.severity}) — {outcome.status}
+
+{alert.summary}
+
+**Policy:** {reason}
+
+**Dedup key:** `{alert.dedup_key}`{"" if outcome.recorded else " — NOT recorded: ops catalog down"}
+
+| channel | result | recipients | error |
+|---|---|---|---|
+{rows or "| - | queued | - | |"}
+""",
+    )
+
+
+def channels_now(severity: str, at: datetime) -> tuple[Channel, ...]:
+    """The channels for a severity at a moment, ignoring queueing (for queued alerts)."""
+    return CHANNELS[Severity.parse(severity), business_period(at)]
+
+
+def contacts() -> EscalationContacts:
+    """The escalation contacts block, empty when none is saved."""
+    try:
+        return load_block(EscalationContacts, config.CONTACTS_BLOCK)
+    except ValueError:
+        return EscalationContacts()
+
+
+def _role_recipients(
+    role: str, severity: str
+) -> tuple[list[Channel], dict[Channel, list[str]], str | None]:
+    """Channels and recipients that reach one escalation role personally."""
+    contact = contacts().for_role(role)
+    channels: list[Channel] = []
+    recipients: dict[Channel, list[str]] = {}
+    if contact is not None and contact.phone and severity in ("critical", "high"):
+        channels.append(Channel.SMS)
+        recipients[Channel.SMS] = [contact.phone]
+    if contact is not None and contact.email:
+        channels.append(Channel.EMAIL)
+        recipients[Channel.EMAIL] = [contact.email]
+    channels.append(Channel.SLACK)
+    return channels, recipients, contact.slack if contact is not None else None
+
+
+@task(name="escalate-alert", cache_policy=NO_CACHE)
+def escalate(
+    alert_row: dict[str, Any], now: datetime, ops_database_block: str = config.OPS_DATABASE_BLOCK
+) -> list[DeliveryOutcome]:
+    """Tell the next role of the escalation chain, and set the next deadline.
+
+    Past the end of the chain the last role is told again at every deadline: an
+    unacknowledged alert never goes quiet.
+    """
+    engine = _ops_engine(ops_database_block)
+    chain = list(alert_row["escalation"]) or ["DevOps"]
+    level = min(alert_row["escalation_level"] + 1, len(chain) - 1)
+    role = chain[level]
+    channels, recipients, mention = _role_recipients(role, alert_row["severity"])
+    title = f"ESCALATED to {role}: {alert_row['summary']} (not acknowledged)"
+    message = message_for(alert_row, "trigger", now, title=title, mention=mention)
+    outcomes = deliver(message, channels, recipients=recipients)
+    _record(engine, alert_row["id"], "escalate", outcomes, level)
+    minutes = alert_row["respond_within_minutes"] or MIN_ESCALATION_MINUTES
+    alert_store.update_alert(
+        engine,
+        alert_row["id"],
+        escalation_level=level,
+        next_escalation_at=now + timedelta(minutes=max(minutes, MIN_ESCALATION_MINUTES)),
+    )
+    return outcomes
+
+
+@task(name="send-due-alert", cache_policy=NO_CACHE)
+def send_due(
+    alert_row: dict[str, Any], now: datetime, ops_database_block: str = config.OPS_DATABASE_BLOCK
+) -> list[DeliveryOutcome]:
+    """Send a queued alert whose business day has come, or one that reached no one."""
+    engine = _ops_engine(ops_database_block)
+    channels = channels_now(alert_row["severity"], now)
+    outcomes = deliver(message_for(alert_row, "trigger", now), channels)
+    _record(engine, alert_row["id"], "trigger", outcomes)
+    minutes = alert_row["respond_within_minutes"]
+    if alert_row["status"] == "queued":
+        plan_minutes = route(alert_row["severity"], now).plan.respond_within_minutes
+        minutes = plan_minutes if plan_minutes is not None else minutes
+    alert_store.update_alert(
+        engine,
+        alert_row["id"],
+        status="open",
+        delivered=any(o.ok for o in outcomes),
+        next_escalation_at=_first_deadline(minutes, now) or now + timedelta(hours=1),
+    )
+    return outcomes
+
+
+@task(name="close-alert", cache_policy=NO_CACHE)
+def close_alert(
+    dedup_key: str,
+    action: Literal["acknowledge", "resolve"],
+    by: str,
+    now: datetime | None = None,
+    ops_database_block: str = config.OPS_DATABASE_BLOCK,
+) -> list[DeliveryOutcome]:
+    """Acknowledge (stops escalation) or resolve a live alert, and say so on PagerDuty
+    and Slack, the channels that support it.
+
+    Raises:
+        OpsError: no live alert has this dedup key.
+    """
+    now = now or datetime.now(UTC)
+    engine = _ops_engine(ops_database_block)
+    row = alert_store.find_live(engine, dedup_key)
+    if row is None:
+        raise OpsError(f"no open alert has dedup key {dedup_key!r}")
+    if action == "acknowledge" and row["status"] == "acknowledged":
+        return []
+    stamp = {"acknowledged_at": now, "acknowledged_by": by}
+    if action == "resolve":
+        stamp = {"resolved_at": now, "resolved_by": by}
+    row = alert_store.update_alert(
+        engine,
+        row["id"],
+        status="acknowledged" if action == "acknowledge" else "resolved",
+        next_escalation_at=None,
+        **stamp,
+    )
+    verb = "Acknowledged" if action == "acknowledge" else "Resolved"
+    message = message_for(row, action, now, title=f"{verb} by {by}: {row['summary']}")
+    targets = [Channel.PAGERDUTY, Channel.SLACK]
+    told = [ch for ch in targets if _configured(ch)]
+    outcomes = deliver(message, told, fallback=False)
+    _record(engine, row["id"], action, outcomes)
+    return outcomes
+
+
+def resolve_alert(
+    dedup_key: str,
+    by: str = "feedback-ops",
+    ops_database_block: str = config.OPS_DATABASE_BLOCK,
+) -> list[DeliveryOutcome]:
+    """Resolve a live alert because its condition cleared; a no-op when none is live."""
+    try:
+        engine = _ops_engine(ops_database_block)
+        live = alert_store.find_live(engine, dedup_key)
+    except OpsError:
+        return []
+    if live is None:
+        return []
+    return close_alert(dedup_key, "resolve", by, ops_database_block=ops_database_block)
+
+
+def _configured(channel: Channel) -> bool:
+    try:
+        channel_client(channel)
+    except ConfigError:
+        return False
+    return True
