@@ -129,12 +129,12 @@ def _storage(env: Mapping[str, str]) -> dict[str, Any]:
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if region:
         fields["region_name"] = region
-    for variable, field in (
+    for variable, name in (
         ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
         ("AWS_SESSION_TOKEN", "aws_session_token"),
     ):
         if variable in env:
-            fields[field] = SecretStr(env[variable]) if env[variable] else None
+            fields[name] = SecretStr(env[variable]) if env[variable] else None
     return fields
 
 

@@ -118,7 +118,11 @@ def test_upcoming_runs_are_sorted_and_half_open() -> None:
     start = local(2027, 3, 27, 2, 0)  # a run exactly at start is included ...
     runs = upcoming_runs(start, local(2027, 3, 29, 2, 0))  # ... one exactly at end is not
 
-    assert [r["at"] for r in runs] == ["2027-03-27T02:00:00+01:00", "2027-03-28T03:00:00+02:00"]
+    backups = [r["at"] for r in runs if r["flow"] == "database-backup"]
+    assert backups == ["2027-03-27T02:00:00+01:00", "2027-03-28T03:00:00+02:00"]
+    instants = [datetime.fromisoformat(r["at"]) for r in runs]
+    assert instants == sorted(instants)
+    assert instants[0] == start and instants[-1] < local(2027, 3, 29, 2, 0)
 
 
 def test_backup_runs_every_day_of_2027_holidays_included() -> None:
