@@ -28,11 +28,17 @@ class EscalationSweep(BaseModel):
 
 
 @flow(name="alert-escalation")
-def alert_escalation(ops_database_block: str = OPS_DATABASE_BLOCK) -> EscalationSweep:
+def alert_escalation(
+    ops_database_block: str = OPS_DATABASE_BLOCK, as_of: datetime | None = None
+) -> EscalationSweep:
     """Escalate unacknowledged alerts past their response time; send queued alerts
-    whose next business day has begun; retry alerts that reached no one."""
+    whose next business day has begun; retry alerts that reached no one.
+
+    `as_of` evaluates the deadlines at another moment than now (a drill, or a
+    catch-up after an outage); leave it empty in the schedule.
+    """
     logger = get_run_logger()
-    now = datetime.now(UTC)
+    now = as_of or datetime.now(UTC)
     engine = _ops_engine(ops_database_block)
     try:
         due = alert_store.due(engine, now)

@@ -33,7 +33,7 @@ from tasks.storage import (
 )
 
 KIND = "database"
-RUNBOOK_SECTION = "runbook/production-operations-runbook.md#backup--recovery-procedures"
+RUNBOOK_SECTION = "Backup & Recovery Procedures"
 
 
 class BackupResult(BaseModel):

@@ -114,9 +114,12 @@ def message_for(
 ) -> Message:
     """The channel-neutral message for a stored alert."""
     links: tuple[tuple[str, str], ...] = ()
-    if alert.get("runbook_section"):
-        links = (("Runbook", str(alert["runbook_section"])),)
     details = dict(alert.get("details") or {})
+    section = alert.get("runbook_section")
+    if section and str(section).startswith(("https://", "http://")):
+        links = (("Runbook", str(section)),)
+    elif section:
+        details["runbook"] = str(section)
     if alert.get("respond_by") and action == "trigger":
         details["respond_by"] = alert["respond_by"].astimezone(STOCKHOLM).isoformat()
     return Message(
@@ -313,7 +316,10 @@ def notify(
     if not delivered:
         outcome.status = "undelivered"
         reasons = "; ".join(f"{o.channel}: {o.error}" for o in outcome.deliveries)
-        raise OpsError(f"alert {alert.dedup_key} reached no one ({reasons}); it stays queued")
+        raise OpsError(
+            f"alert {alert.dedup_key} reached no one ({reasons}); it is kept and the "
+            "escalation sweep sends it again"
+        )
     return outcome
 
 
@@ -460,8 +466,7 @@ def close_alert(
         next_escalation_at=None,
         **stamp,
     )
-    verb = "Acknowledged" if action == "acknowledge" else "Resolved"
-    message = message_for(row, action, now, title=f"{verb} by {by}: {row['summary']}")
+    message = message_for(row, action, now, title=f"{row['summary']} (by {by})")
     targets = [Channel.PAGERDUTY, Channel.SLACK]
     told = [ch for ch in targets if _configured(ch)]
     outcomes = deliver(message, told, fallback=False)

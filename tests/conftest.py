@@ -20,12 +20,15 @@ import psycopg
 import pytest
 from support import disk, pg, s3
 from support.platform_schema import seed_platform
+from support.receivers import HttpRecorder, SmtpReceiver
 
 SESSION_TMP = tempfile.mkdtemp(prefix="feedback-ops-tests-")
 
 os.environ.update(
     {
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Tests call alerting tasks outside flows too; Prefect warns at each such log.
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
         "PREFECT_HOME": os.path.join(SESSION_TMP, "prefect-home"),
         "AWS_ACCESS_KEY_ID": s3.TEST_ACCESS_KEY_ID,
         "AWS_SECRET_ACCESS_KEY": s3.TEST_SECRET_ACCESS_KEY,
@@ -154,3 +157,34 @@ def full_disk_dir() -> Iterator[Path]:
         except disk.MountNotPermitted as exc:
             pytest.skip(f"cannot mount a tmpfs: {exc}")
         yield path
+
+
+# --- receivers for alert channels (HTTP providers, SMTP) ----------------------------------
+# Each server starts once per module; the function-scoped fixtures reset it, so a test
+# sees only its own requests and scripted failures.
+
+
+@pytest.fixture(scope="module")
+def _http_recorder_server() -> Iterator[HttpRecorder]:
+    with HttpRecorder() as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def http_recorder(_http_recorder_server: HttpRecorder) -> HttpRecorder:
+    """A running `HttpRecorder` with no requests, failures or auth rules yet."""
+    _http_recorder_server.reset()
+    return _http_recorder_server
+
+
+@pytest.fixture(scope="module")
+def _smtp_server() -> Iterator[SmtpReceiver]:
+    with SmtpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def smtp_receiver(_smtp_server: SmtpReceiver) -> SmtpReceiver:
+    """A running `SmtpReceiver` (STARTTLS required, AUTH alerts/smtp-pa55word), emptied."""
+    _smtp_server.reset()
+    return _smtp_server

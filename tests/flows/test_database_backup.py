@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from support.pgcompare import fingerprint
 
 from blocks import PostgresDatabase
 from flows.database_backup import database_backup
+from policy import route
 from tasks import catalog
 from tasks.object_store import LocalStore, parse_location
 from tasks.pg_dump import PG_DUMP_APPLICATION_NAME
@@ -256,8 +258,22 @@ def test_missing_bucket_fails_before_dumping(
         "S3 bucket 'no-such-bucket-fo' does not exist (s3://no-such-bucket-fo/db)"
     )
     with psycopg.connect(platform_db) as conn:
-        has_ops = conn.execute("SELECT to_regclass('ops.backup_records')").fetchone()
-    assert has_ops == (None,)  # failed before touching anything
+        backups = conn.execute("SELECT count(*) FROM ops.backup_records").fetchone()
+        alerts = conn.execute(
+            "SELECT name, severity, status, delivered, summary FROM ops.alerts"
+        ).fetchall()
+    assert backups == (0,)  # failed before any backup was started
+    # Nobody could be told (no channel is configured here), yet the alert is kept.
+    queued = route("high", datetime.now(UTC)).queued  # on a holiday it waits for Monday
+    assert alerts == [
+        (
+            "database-backup-failed",
+            "high",
+            "queued" if queued else "open",
+            False,
+            f"Database backup of {params['database_block']} failed: {failure_of(state)}",
+        )
+    ]
 
 
 def test_access_denied_fails_with_one_line_reason(

@@ -51,7 +51,9 @@ def test_unknown_flow(run: Callable[..., tuple[int, dict[str, Any]]]) -> None:
         "flow": "nope",
         "flow_run_id": None,
         "state": "Failed",
-        "message": "unknown flow 'nope'; known: alert-acknowledge, alert-escalation, database-backup",
+        "message": (
+            "unknown flow 'nope'; known: alert-acknowledge, alert-escalation, database-backup"
+        ),
     }
     assert code != 0
 
