@@ -284,21 +284,31 @@ def blocks_from_env(
             continue
         data = base.model_dump(exclude={"block_type_slug"}) if base is not None else {}
         try:
-            blocks[spec.name] = spec.block_type.model_validate(data | overrides)
+            block = spec.block_type.model_validate(data | overrides)
         except ValidationError as exc:
-            raise _explain(spec, exc) from None
+            raise _explain(spec, exc, env) from None
+        if hasattr(block, "channel"):
+            # Build the client once now, so a malformed URL fails at start-up with the
+            # variable's name, not at 3 a.m. when the first alert needs it.
+            try:
+                block.channel()
+            except ConfigError as exc:
+                variable = next(iter(spec.variables.values()))
+                raise ConfigError(f"{variable} (block {spec.name!r}): {exc}") from None
+        blocks[spec.name] = block
     return blocks
 
 
-def _explain(spec: BlockSpec, exc: ValidationError) -> ConfigError:
+def _explain(spec: BlockSpec, exc: ValidationError, env: Mapping[str, str]) -> ConfigError:
     first = exc.errors()[0]
     field_name = str(first["loc"][0]) if first["loc"] else ""
     variable = spec.variables.get(field_name)
     if variable is None:
         return ConfigError(f"block {spec.name!r}: {field_name}: {first['msg']}")
-    if first["type"] == "missing":
-        given = [v for v in spec.variables.values() if v != variable]
-        return ConfigError(f"{variable} must be set too, as {', '.join(given[:1])} is")
+    given = [v for v in spec.variables.values() if env.get(v)]
+    if first["type"] == "missing" or not env.get(variable):
+        because = f", as {given[0]} is" if given else ""
+        return ConfigError(f"{variable} must be set{because}")
     return ConfigError(f"{variable}: {first['msg']}")
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from feedback_ops.config import OPS_DATABASE_BLOCK
 from tasks import alert_store
-from tasks.notify import _ops_engine, close_alert, escalate, send_due
+from tasks.notify import close_alert, escalate, ops_catalog, send_due
 
 
 class EscalationSweep(BaseModel):
@@ -39,11 +39,8 @@ def alert_escalation(
     """
     logger = get_run_logger()
     now = as_of or datetime.now(UTC)
-    engine = _ops_engine(ops_database_block)
-    try:
+    with ops_catalog(ops_database_block) as engine:
         due = alert_store.due(engine, now)
-    finally:
-        engine.dispose()
     escalated, sent = [], []
     for row in due:
         if row["status"] == "queued" or not row["delivered"]:

@@ -8,7 +8,8 @@ alert is still sent, and the run's log says it could not be recorded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from blocks import PostgresDatabase, load_block
 from blocks.contacts import EscalationContacts
 from feedback_ops import config
 from feedback_ops.errors import ConfigError, OpsError
-from policy import FALLBACK_ORDER, STOCKHOLM, Channel, Severity, route
+from policy import FALLBACK_ORDER, STOCKHOLM, Channel, Route, Severity, route
 from policy.periods import business_period
 from policy.routing import CHANNELS
 from tasks import alert_store, catalog
@@ -209,14 +210,19 @@ def deliver(
     return outcomes
 
 
-def _ops_engine(ops_database_block: str = config.OPS_DATABASE_BLOCK) -> Engine:
+@contextmanager
+def ops_catalog(ops_database_block: str = config.OPS_DATABASE_BLOCK) -> Iterator[Engine]:
+    """The migrated ops catalog, its connections closed on leaving."""
     try:
         ops_db = load_block(PostgresDatabase, ops_database_block)
     except ValueError:
         raise ConfigError(f"no ops catalog block {ops_database_block!r}") from None
     engine = catalog.engine_for(ops_db)
-    catalog.migrate(engine, ops_db)
-    return engine
+    try:
+        catalog.migrate(engine, ops_db)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _record(
@@ -244,10 +250,16 @@ def _record(
         )
 
 
+def _after(at: datetime, minutes: int) -> datetime:
+    """`minutes` of elapsed time after `at` (in UTC: Stockholm wall-clock arithmetic
+    would be an hour off across a DST change)."""
+    return at.astimezone(UTC) + timedelta(minutes=minutes)
+
+
 def _first_deadline(plan_minutes: int | None, at: datetime) -> datetime | None:
     if plan_minutes is None:
         return None
-    return at + timedelta(minutes=max(plan_minutes, MIN_ESCALATION_MINUTES))
+    return _after(at, max(plan_minutes, MIN_ESCALATION_MINUTES))
 
 
 def _current_run_id() -> str | None:
@@ -289,13 +301,28 @@ def notify(
         "next_escalation_at": _first_deadline(plan.respond_within_minutes, at),
         "delivered": False,
     }
-    engine: Engine | None = None
-    try:
-        engine = _ops_engine(ops_database_block)
-        row, new = alert_store.open_or_count(engine, values)
-    except (OpsError, SQLAlchemyError) as exc:
-        logger.error("Alert %s is sent without being recorded: %s", alert.dedup_key, exc)
-        row, new, engine = values | {"id": None}, True, None
+    with ExitStack() as stack:
+        engine: Engine | None = None
+        try:
+            engine = stack.enter_context(ops_catalog(ops_database_block))
+            row, new = alert_store.open_or_count(engine, values)
+        except (OpsError, SQLAlchemyError) as exc:
+            logger.error("Alert %s is sent without being recorded: %s", alert.dedup_key, exc)
+            row, new, engine = values | {"id": None}, True, None
+        return _send_new(alert, decision, row, new, engine, at)
+
+
+def _send_new(
+    alert: Alert,
+    decision: Route,
+    row: dict[str, Any],
+    new: bool,
+    engine: Engine | None,
+    at: datetime,
+) -> AlertOutcome:
+    """The part of `notify` after the alert is recorded (or could not be)."""
+    logger = get_run_logger()
+    plan = decision.plan
     outcome = AlertOutcome(alert.dedup_key, "sent", row["id"], respond_by=plan.respond_by)
     outcome.recorded = engine is not None
     if not new:
@@ -393,7 +420,6 @@ def escalate(
     Past the end of the chain the last role is told again at every deadline: an
     unacknowledged alert never goes quiet.
     """
-    engine = _ops_engine(ops_database_block)
     chain = list(alert_row["escalation"]) or ["DevOps"]
     level = min(alert_row["escalation_level"] + 1, len(chain) - 1)
     role = chain[level]
@@ -401,14 +427,15 @@ def escalate(
     title = f"ESCALATED to {role}: {alert_row['summary']} (not acknowledged)"
     message = message_for(alert_row, "trigger", now, title=title, mention=mention)
     outcomes = deliver(message, channels, recipients=recipients)
-    _record(engine, alert_row["id"], "escalate", outcomes, level)
     minutes = alert_row["respond_within_minutes"] or MIN_ESCALATION_MINUTES
-    alert_store.update_alert(
-        engine,
-        alert_row["id"],
-        escalation_level=level,
-        next_escalation_at=now + timedelta(minutes=max(minutes, MIN_ESCALATION_MINUTES)),
-    )
+    with ops_catalog(ops_database_block) as engine:
+        _record(engine, alert_row["id"], "escalate", outcomes, level)
+        alert_store.update_alert(
+            engine,
+            alert_row["id"],
+            escalation_level=level,
+            next_escalation_at=_after(now, max(minutes, MIN_ESCALATION_MINUTES)),
+        )
     return outcomes
 
 
@@ -417,21 +444,21 @@ def send_due(
     alert_row: dict[str, Any], now: datetime, ops_database_block: str = config.OPS_DATABASE_BLOCK
 ) -> list[DeliveryOutcome]:
     """Send a queued alert whose business day has come, or one that reached no one."""
-    engine = _ops_engine(ops_database_block)
     channels = channels_now(alert_row["severity"], now)
     outcomes = deliver(message_for(alert_row, "trigger", now), channels)
-    _record(engine, alert_row["id"], "trigger", outcomes)
     minutes = alert_row["respond_within_minutes"]
     if alert_row["status"] == "queued":
         plan_minutes = route(alert_row["severity"], now).plan.respond_within_minutes
         minutes = plan_minutes if plan_minutes is not None else minutes
-    alert_store.update_alert(
-        engine,
-        alert_row["id"],
-        status="open",
-        delivered=any(o.ok for o in outcomes),
-        next_escalation_at=_first_deadline(minutes, now) or now + timedelta(hours=1),
-    )
+    with ops_catalog(ops_database_block) as engine:
+        _record(engine, alert_row["id"], "trigger", outcomes)
+        alert_store.update_alert(
+            engine,
+            alert_row["id"],
+            status="open",
+            delivered=any(o.ok for o in outcomes),
+            next_escalation_at=_first_deadline(minutes, now) or _after(now, 60),
+        )
     return outcomes
 
 
@@ -450,27 +477,26 @@ def close_alert(
         OpsError: no live alert has this dedup key.
     """
     now = now or datetime.now(UTC)
-    engine = _ops_engine(ops_database_block)
-    row = alert_store.find_live(engine, dedup_key)
-    if row is None:
-        raise OpsError(f"no open alert has dedup key {dedup_key!r}")
-    if action == "acknowledge" and row["status"] == "acknowledged":
-        return []
-    stamp = {"acknowledged_at": now, "acknowledged_by": by}
-    if action == "resolve":
-        stamp = {"resolved_at": now, "resolved_by": by}
-    row = alert_store.update_alert(
-        engine,
-        row["id"],
-        status="acknowledged" if action == "acknowledge" else "resolved",
-        next_escalation_at=None,
-        **stamp,
-    )
-    message = message_for(row, action, now, title=f"{row['summary']} (by {by})")
-    targets = [Channel.PAGERDUTY, Channel.SLACK]
-    told = [ch for ch in targets if _configured(ch)]
-    outcomes = deliver(message, told, fallback=False)
-    _record(engine, row["id"], action, outcomes)
+    with ops_catalog(ops_database_block) as engine:
+        row = alert_store.find_live(engine, dedup_key)
+        if row is None:
+            raise OpsError(f"no open alert has dedup key {dedup_key!r}")
+        if action == "acknowledge" and row["status"] == "acknowledged":
+            return []
+        stamp = {"acknowledged_at": now, "acknowledged_by": by}
+        if action == "resolve":
+            stamp = {"resolved_at": now, "resolved_by": by}
+        row = alert_store.update_alert(
+            engine,
+            row["id"],
+            status="acknowledged" if action == "acknowledge" else "resolved",
+            next_escalation_at=None,
+            **stamp,
+        )
+        message = message_for(row, action, now, title=f"{row['summary']} (by {by})")
+        told = [ch for ch in (Channel.PAGERDUTY, Channel.SLACK) if _configured(ch)]
+        outcomes = deliver(message, told, fallback=False)
+        _record(engine, row["id"], action, outcomes)
     return outcomes
 
 
@@ -481,9 +507,9 @@ def resolve_alert(
 ) -> list[DeliveryOutcome]:
     """Resolve a live alert because its condition cleared; a no-op when none is live."""
     try:
-        engine = _ops_engine(ops_database_block)
-        live = alert_store.find_live(engine, dedup_key)
-    except OpsError:
+        with ops_catalog(ops_database_block) as engine:
+            live = alert_store.find_live(engine, dedup_key)
+    except (OpsError, SQLAlchemyError):
         return []
     if live is None:
         return []
