@@ -446,3 +446,12 @@ def recipients_of(
     if not chosen:
         raise ChannelError(channel, "no recipients: configure some or pass recipients")
     return chosen
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A provider's JSON answer as a dict; {} when it is not a JSON object."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -13,7 +13,6 @@ The routing key is a secret: errors name it by its last four characters at most.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -25,6 +24,7 @@ from tasks.channels.base import (
     check_timeout,
     endpoint_of,
     http_client,
+    json_object,
     key_hint,
     post,
     status_error,
@@ -129,7 +129,7 @@ class PagerDutyEventsChannel:
                 _error_text(response.text),
                 secrets=[self._routing_key],
             )
-        echoed = _json(response.text).get("dedup_key")
+        echoed = json_object(response.text).get("dedup_key")
         return Delivery(
             self.name,
             (),
@@ -138,17 +138,9 @@ class PagerDutyEventsChannel:
         )
 
 
-def _json(text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _error_text(text: str) -> str:
     """`invalid event: Event object is invalid; <error>; ...` from PagerDuty's JSON."""
-    data = _json(text)
+    data = json_object(text)
     if not data:
         return text
     parts = [str(data[k]) for k in ("status", "message") if data.get(k)]

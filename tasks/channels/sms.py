@@ -17,9 +17,8 @@ typographic punctuation is replaced by its GSM-7 look-alike to avoid that.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote
 
 import httpx
@@ -33,6 +32,7 @@ from tasks.channels.base import (
     check_timeout,
     endpoint_of,
     http_client,
+    json_object,
     mask_phone,
     one_line,
     post,
@@ -255,7 +255,7 @@ class FortySixElksChannel(_SmsChannel):
             raise status_error(
                 self.name, "46elks", response, response.text, secrets=[self._password]
             )
-        sms_id = _json(response.text).get("id")
+        sms_id = json_object(response.text).get("id")
         return (str(sms_id) if sms_id else None), response.status_code
 
 
@@ -322,21 +322,13 @@ class TwilioChannel(_SmsChannel):
             raise status_error(
                 self.name, "Twilio", response, _twilio_error(response.text), secrets=secrets
             )
-        sid = _json(response.text).get("sid")
+        sid = json_object(response.text).get("sid")
         return (str(sid) if sid else None), response.status_code
-
-
-def _json(text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _twilio_error(text: str) -> str:
     """`message (Twilio error 21211)` from Twilio's JSON error body."""
-    data = _json(text)
+    data = json_object(text)
     message = data.get("message")
     if not message:
         return text
