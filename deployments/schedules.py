@@ -23,7 +23,6 @@ WEEKDAYS = ("MO", "TU", "WE", "TH", "FR")
 # EXDATEs are written for this many years from the first year asked for; `up` builds
 # the schedules afresh at every start, so they roll forward with it.
 HOLIDAY_YEARS = 3
-_MAX_DATES_PER_CALL = server_schedules.MAX_ITERATIONS
 
 
 def daily_at(hour: int, minute: int = 0) -> Schedule:
@@ -89,9 +88,10 @@ def run_times(schedule: Schedule, start: datetime, end: datetime) -> list[dateti
     runs: list[datetime] = []
     cursor = start
     while True:
-        # Prefect returns at most 1,000 dates a call: page through longer spans.
+        # Prefect checks at most 1,000 candidates a call, and may return fewer dates
+        # than that before the end: page on until a call finds nothing more.
         batch = asyncio.run(server_schedule.get_dates(start=cursor, end=last))
-        runs += [datetime.fromtimestamp(d.timestamp(), STOCKHOLM) for d in batch]
-        if len(batch) < _MAX_DATES_PER_CALL:
+        if not batch:
             return runs
+        runs += [datetime.fromtimestamp(d.timestamp(), STOCKHOLM) for d in batch]
         cursor = runs[-1] + timedelta(microseconds=1)

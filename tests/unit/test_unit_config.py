@@ -49,7 +49,13 @@ def config_error(env: dict[str, str]) -> str:
 def test_defaults(tmp_path: Path) -> None:
     blocks = blocks_from_env({"FEEDBACK_OPS_STATE_DIR": str(tmp_path)})
 
-    assert set(blocks) == {"platform-postgres", "ops-postgres", "backup-storage"}
+    # Alert channels stay unconfigured until their variables are set.
+    assert set(blocks) == {
+        "platform-postgres",
+        "ops-postgres",
+        "backup-storage",
+        "escalation-contacts",
+    }
     for db in (platform(blocks), ops(blocks)):
         assert (db.host, db.port, db.database, db.username) == (
             "127.0.0.1",
