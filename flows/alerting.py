@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
 from feedback_ops.config import OPS_DATABASE_BLOCK
@@ -41,15 +42,26 @@ def alert_escalation(
     now = as_of or datetime.now(UTC)
     with ops_catalog(ops_database_block) as engine:
         due = alert_store.due(engine, now)
-    escalated, sent = [], []
+    escalated, sent, lines = [], [], []
     for row in due:
         if row["status"] == "queued" or not row["delivered"]:
-            send_due(row, now, ops_database_block)
+            outcomes = send_due(row, now, ops_database_block)
             sent.append(row["dedup_key"])
+            what = "sent (queued or undelivered)"
         else:
-            escalate(row, now, ops_database_block)
+            outcomes = escalate(row, now, ops_database_block)
             escalated.append(row["dedup_key"])
+            what = "escalated"
+        told = ", ".join(f"{o.channel} {'ok' if o.ok else 'FAILED'}" for o in outcomes)
+        lines.append(f"| `{row['dedup_key']}` | {row['severity']} | {what} | {told or '-'} |")
     logger.info("Escalated %d alert(s), sent %d", len(escalated), len(sent))
+    if lines:
+        create_markdown_artifact(
+            key="alert-escalation",
+            description=f"{len(escalated)} escalated, {len(sent)} sent",
+            markdown="| alert | severity | action | channels |\n|---|---|---|---|\n"
+            + "\n".join(lines),
+        )
     return EscalationSweep(escalated=escalated, sent=sent)
 
 
@@ -82,6 +94,12 @@ def alert_acknowledge(
     follow-up on Slack.
     """
     outcomes = close_alert(dedup_key, action.value, by, ops_database_block=ops_database_block)
+    told = ", ".join(f"{o.channel} {'ok' if o.ok else 'FAILED: ' + str(o.error)}" for o in outcomes)
+    create_markdown_artifact(
+        key="alert-acknowledge",
+        description=f"{action.value} {dedup_key} by {by}",
+        markdown=f"Alert `{dedup_key}`: **{action.value}d** by {by}. Told: {told or 'no one'}.",
+    )
     return AcknowledgeResult(
         dedup_key=dedup_key, action=action, told=[str(o.channel) for o in outcomes if o.ok]
     )
