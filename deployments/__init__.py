@@ -13,6 +13,7 @@ from prefect.types.entrypoint import EntrypointType
 
 from deployments.schedules import daily_at, every_minutes, run_times
 from flows.alerting import alert_acknowledge, alert_escalation
+from flows.backup_verify import backup_verify
 from flows.database_backup import database_backup
 
 
@@ -57,6 +58,12 @@ def all_deployments() -> list[DeploymentSpec]:
             database_backup,
             "daily-0200",
             (daily_at(2, 0),),
+            tags=("backup", "runbook:backup-recovery"),
+        ),
+        DeploymentSpec(
+            backup_verify,
+            "daily-0500",
+            (daily_at(5, 0),),
             tags=("backup", "runbook:backup-recovery"),
         ),
         DeploymentSpec(

@@ -110,6 +110,16 @@ MIGRATIONS: Sequence[tuple[int, str]] = (
         CREATE INDEX alert_deliveries_alert ON ops.alert_deliveries (alert_id, at);
         """,
     ),
+    (
+        3,
+        """
+        ALTER TABLE ops.backup_records
+            ADD COLUMN verified_at     timestamptz,
+            ADD COLUMN verify_status   text CHECK (verify_status IN ('passed', 'failed')),
+            ADD COLUMN verify_error    text,
+            ADD COLUMN restore_seconds double precision;
+        """,
+    ),
 )
 
 metadata = MetaData(schema=SCHEMA)
@@ -129,6 +139,10 @@ backup_records = Table(
     Column("error", Text),
     Column("manifest", JSONB),
     Column("flow_run_id", Text),
+    Column("verified_at", DateTime(timezone=True)),
+    Column("verify_status", Text),
+    Column("verify_error", Text),
+    Column("restore_seconds", Double),
 )
 
 
@@ -244,3 +258,27 @@ def read_record(engine: Engine, backup_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(backup_records).where(backup_records.c.id == backup_id)).first()
     return dict(row._mapping) if row is not None else None
+
+
+def record_verification(
+    engine: Engine,
+    backup_id: str,
+    *,
+    verified_at: datetime,
+    status: str,
+    restore_seconds: float | None,
+    error: str | None,
+) -> bool:
+    """Store a verification's outcome; False when the catalog has no such backup."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(backup_records)
+            .where(backup_records.c.id == backup_id)
+            .values(
+                verified_at=verified_at,
+                verify_status=status,
+                restore_seconds=restore_seconds,
+                verify_error=error,
+            )
+        )
+    return bool(result.rowcount)

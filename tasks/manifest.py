@@ -95,3 +95,22 @@ def load_manifest(data: bytes) -> dict[str, Any]:
     if manifest.get("manifest_format") != MANIFEST_FORMAT:
         raise ValueError(f"unknown manifest format {manifest.get('manifest_format')!r}")
     return manifest
+
+
+def keys_for_id(backup_id: str, suffix: str = ".dump") -> BackupKeys:
+    """Where the backup with this id lives; the id carries its kind and UTC time.
+
+    Raises:
+        ValueError: the text is not a backup id.
+    """
+    kind, sep, rest = backup_id.partition("-")
+    stamp = rest.split("-", 1)[0]
+    try:
+        at = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(
+            f"{backup_id!r} is not a backup id (like database-20270328T010000Z-3fa2c1)"
+        ) from None
+    if not sep or not kind:
+        raise ValueError(f"{backup_id!r} is not a backup id")
+    return BackupKeys.for_backup(kind, backup_id, at, suffix)

@@ -52,7 +52,8 @@ def test_unknown_flow(run: Callable[..., tuple[int, dict[str, Any]]]) -> None:
         "flow_run_id": None,
         "state": "Failed",
         "message": (
-            "unknown flow 'nope'; known: alert-acknowledge, alert-escalation, database-backup"
+            "unknown flow 'nope'; known: alert-acknowledge, alert-escalation, backup-verify, "
+            "database-backup"
         ),
     }
     assert code != 0
