@@ -1,0 +1,240 @@
+"""Runbook, "Recovery Procedures": `comprehensive-backup-system.sh restore [backup_id]`.
+
+Restores a chosen database backup: by id, the newest ("latest"), or the newest taken
+before a Stockholm time. By default into a new database named for the backup, so
+nothing is overwritten and the operator switches over when satisfied. Restoring into
+a database that has tables needs `overwrite=True` and an approval in the Prefect UI,
+which shows exactly which tables and rows will be replaced. It needs nothing but the
+storage: the manifests say what each backup is.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from psycopg import sql
+from pydantic import BaseModel
+
+from blocks import BackupStorage, PostgresDatabase, load_block
+from feedback_ops.config import BACKUP_STORAGE_BLOCK, PLATFORM_DATABASE_BLOCK
+from feedback_ops.errors import OpsError
+from policy import STOCKHOLM
+from tasks.locks import lock_name, system_lock
+from tasks.manifest import MANIFEST_SUFFIX, keys_for_id, load_manifest
+from tasks.object_store import Digest, ObjectStore
+from tasks.pg_dump import connect, count_rows, explain_postgres_error, list_tables
+from tasks.pg_restore import compare_counts, count_restored, local_copy, restore_file
+
+APPROVAL_TIMEOUT_SECONDS = 3600
+
+
+class RestoreResult(BaseModel):
+    """What `feedback-ops run database-restore --json` prints as `result`."""
+
+    backup_id: str
+    target: str
+    replaced_tables: int
+    seconds: float
+    tables: int
+    rows: int
+    row_counts: dict[str, int]
+
+
+class ApproveOverwrite(RunInput):
+    """The approval form: the operator confirms the replacement by typing the name."""
+
+    approve: bool = False
+    type_database_name_to_confirm: str = ""
+
+
+def choose_backup(store: ObjectStore, backup_id: str, before: datetime | None) -> dict[str, Any]:
+    """The manifest of the backup to restore.
+
+    Raises:
+        OpsError: no such backup, or none before the time asked for.
+    """
+    if backup_id not in ("latest", "") and before is None:
+        try:
+            keys = keys_for_id(backup_id)
+        except ValueError as exc:
+            raise OpsError(str(exc)) from None
+        try:
+            return load_manifest(store.get_bytes(keys.manifest))
+        except FileNotFoundError:
+            raise OpsError(f"no backup {backup_id!r} in {store.location}") from None
+    names = sorted(k for k in store.list_keys("database/") if k.endswith(MANIFEST_SUFFIX))
+    if not names:
+        raise OpsError(f"no database backup in {store.location}")
+    if before is None:
+        return load_manifest(store.get_bytes(names[-1]))
+    if before.tzinfo is None:
+        before = before.replace(tzinfo=STOCKHOLM)
+    oldest = None
+    for name in reversed(names):
+        manifest = load_manifest(store.get_bytes(name))
+        created = datetime.fromisoformat(manifest["created_at"])
+        oldest = created
+        if created < before:
+            return manifest
+    assert oldest is not None
+    raise OpsError(
+        f"no backup before {before.astimezone(STOCKHOLM):%Y-%m-%d %H:%M %Z}; "
+        f"the oldest is from {oldest.astimezone(STOCKHOLM):%Y-%m-%d %H:%M %Z}"
+    )
+
+
+def default_target_name(backup_id: str) -> str:
+    """`restore_20270328t010000z_3fa2c1`: a new database named for the backup."""
+    return "restore_" + re.sub(r"[^a-z0-9]+", "_", backup_id.lower().removeprefix("database-"))
+
+
+def existing_tables(server: PostgresDatabase, name: str) -> dict[str, int] | None:
+    """Row counts of the tables in database `name`, or None when it does not exist."""
+    with connect(server, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    if not found:
+        return None
+    with connect(server.with_database(name)) as conn:
+        return count_rows(conn, list_tables(conn))
+
+
+@task(name="prepare-target", cache_policy=NO_CACHE)
+def prepare_target(server: PostgresDatabase, name: str, replace: dict[str, int] | None) -> None:
+    """Create the target database, or drop and recreate the approved one, after checking
+    it still holds exactly the tables the operator approved replacing."""
+    with connect(server, autocommit=True) as conn:
+        if replace is not None:
+            now = existing_tables(server, name) or {}
+            if now != replace:
+                raise OpsError(
+                    f"database {name!r} changed since the approval; nothing was replaced"
+                )
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except Exception as exc:
+            raise explain_postgres_error(str(exc), server) from None
+
+
+@task(name="restore-backup", cache_policy=NO_CACHE)
+def restore_backup(
+    store: ObjectStore, manifest: dict[str, Any], target: PostgresDatabase, jobs: int
+) -> tuple[float, dict[str, int]]:
+    """Check the object against its manifest, pg_restore it, count every table."""
+    keys = keys_for_id(str(manifest["id"]))
+    with local_copy(store, keys.object, Digest(int(manifest["size"]), manifest["sha256"])) as path:
+        seconds = restore_file(path, target, jobs)
+    counts = count_restored(target)
+    problems = compare_counts(manifest.get("tables", {}), counts)
+    if problems:
+        raise OpsError(f"restored {target.database!r} differs from the manifest: {problems[0]}")
+    return seconds, counts
+
+
+@flow(name="database-restore")
+def database_restore(
+    backup_id: str = "latest",
+    before: datetime | None = None,
+    target_database: str | None = None,
+    overwrite: bool = False,
+    jobs: int = 4,
+    database_block: str = PLATFORM_DATABASE_BLOCK,
+    storage_block: str = BACKUP_STORAGE_BLOCK,
+) -> RestoreResult:
+    """Restore a database backup (runbook: `restore [backup_id]`), by default into a new
+    database named for the backup.
+
+    `backup_id` is an id or "latest"; `before` (Stockholm time) picks the newest backup
+    taken before it. `target_database` names the database on the platform's server to
+    restore into; one that has tables is replaced only with `overwrite=True` and an
+    approval given in the UI. The platform's own database is never a target.
+    """
+    logger = get_run_logger()
+    server = load_block(PostgresDatabase, database_block)
+    store = load_block(BackupStorage, storage_block).primary()
+    if not 1 <= jobs <= 16:
+        raise OpsError(f"jobs must be between 1 and 16, got {jobs}")
+    manifest = choose_backup(store, backup_id, before)
+    chosen = str(manifest["id"])
+    name = target_database or default_target_name(chosen)
+    if name == server.database:
+        raise OpsError(
+            f"refusing to restore into {server.display_name}: it is the source database "
+            "itself; restore into a new database and switch over"
+        )
+    present = existing_tables(server, name)
+    replace: dict[str, int] | None = None
+    if present:
+        if not overwrite:
+            raise OpsError(
+                f"database {name!r} already has {len(present)} tables; pass overwrite=True "
+                "to replace it (an approval is asked in the UI)"
+            )
+        replace = _approved(name, present, chosen)
+    elif present is not None:
+        replace = {}  # exists but empty: recreate it without asking
+    target = server.with_database(name)
+    with system_lock(lock_name("postgres", f"{server.host}:{server.port}:{name}")):
+        prepare_target(server, name, replace)
+        seconds, counts = restore_backup(store, manifest, target, jobs)
+    logger.info("Restored %s into %s in %.1f s", chosen, target.display_name, seconds)
+    result = RestoreResult(
+        backup_id=chosen,
+        target=target.display_name,
+        replaced_tables=len(replace or {}),
+        seconds=round(seconds, 3),
+        tables=len(counts),
+        rows=sum(counts.values()),
+        row_counts=counts,
+    )
+    _publish(result, manifest)
+    return result
+
+
+def _approved(name: str, present: dict[str, int], backup_id: str) -> dict[str, int]:
+    """Pause for the operator's approval; returns the exact tables approved replacing."""
+    listing = "\n".join(f"| `{t}` | {n} |" for t, n in sorted(present.items()))
+    form = ApproveOverwrite.with_initial_data(
+        description=f"""# Replace database `{name}`?
+
+Restoring backup `{backup_id}` will **drop database `{name}`** and everything in it:
+
+| table | rows now |
+|---|---|
+{listing}
+
+Tick *approve* and type `{name}` to confirm.""",
+    )
+    answer = pause_flow_run(wait_for_input=form, timeout=APPROVAL_TIMEOUT_SECONDS)
+    if not answer.approve or answer.type_database_name_to_confirm != name:
+        raise OpsError(f"the replacement of {name!r} was not approved; nothing was changed")
+    return present
+
+
+def _publish(result: RestoreResult, manifest: dict[str, Any]) -> None:
+    rows = "\n".join(f"| `{t}` | {n} |" for t, n in sorted(result.row_counts.items()))
+    created = datetime.fromisoformat(manifest["created_at"]).astimezone(STOCKHOLM)
+    create_markdown_artifact(
+        key="database-restore",
+        description=f"Restored {result.backup_id} into {result.target}",
+        markdown=f"""# Restored `{result.backup_id}` into `{result.target}`
+
+Backup taken {created:%Y-%m-%d %H:%M %Z}; restore took {result.seconds:.1f} s
+({result.tables} tables, {result.rows} rows, every count as in the manifest).
+
+To switch over, point `DATABASE_URL` (and the platform's API gateway) at the restored
+database, or rename it during a maintenance window:
+`ALTER DATABASE <old> RENAME TO <old>_broken; ALTER DATABASE <restored> RENAME TO <old>;`
+
+| table | rows |
+|---|---|
+{rows}
+""",
+    )
