@@ -39,3 +39,23 @@ def test_backup_throughput_benchmark_runs(pg_admin_url: str, tmp_path: Path) -> 
     assert ratio and float(ratio.group(1)) > 0, out.stdout
     assert rss and int(rss.group(1)) > 0, out.stdout
     assert list(tmp_path.iterdir()) == []  # its temporary folder is gone
+
+
+@pytest.mark.timeout(300)
+def test_restore_throughput_benchmark_runs(pg_admin_url: str, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "restore_throughput.py"),
+            "--size-mb", "4", "--rounds", "1", "--throwaway", "--admin-url", pg_admin_url,
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=os.environ | {"BENCH_DIR": str(tmp_path)},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    ratio = re.search(r"ratio flow/raw:\s+([\d.]+)", out.stdout)
+    assert ratio and float(ratio.group(1)) > 0, out.stdout
+    assert list(tmp_path.iterdir()) == []
