@@ -14,6 +14,7 @@ from prefect.types.entrypoint import EntrypointType
 from deployments.schedules import daily_at, every_minutes, run_times
 from flows.alerting import alert_acknowledge, alert_escalation
 from flows.backup_verify import backup_verify
+from flows.backups_resync import backups_resync
 from flows.database_backup import database_backup
 from flows.database_restore import database_restore
 
@@ -76,6 +77,7 @@ def all_deployments() -> list[DeploymentSpec]:
         # Manual: the UI's Run button with the alert's dedup key.
         DeploymentSpec(alert_acknowledge, "manual", (), tags=("alerting",)),
         DeploymentSpec(database_restore, "manual", (), tags=("restore", "runbook:recovery")),
+        DeploymentSpec(backups_resync, "manual", (), tags=("backup",)),
     ]
 
 

@@ -282,3 +282,20 @@ def record_verification(
             )
         )
     return bool(result.rowcount)
+
+
+def upsert_from_manifest(engine: Engine, values: dict[str, Any]) -> bool:
+    """Insert or refresh one record from its manifest; True when it was new.
+
+    Verification results already in the catalog are kept.
+    """
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    insert_row = pg_insert(backup_records).values(**values)
+    refreshed = {k: insert_row.excluded[k] for k in values if k != "id"}
+    # xmax is 0 on a row this statement inserted, not on one it updated.
+    upsert = insert_row.on_conflict_do_update(
+        index_elements=[backup_records.c.id], set_=refreshed
+    ).returning(text("xmax = 0"))
+    with engine.begin() as conn:
+        return bool(conn.execute(upsert).scalar_one())

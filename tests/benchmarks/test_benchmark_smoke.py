@@ -47,7 +47,13 @@ def test_restore_throughput_benchmark_runs(pg_admin_url: str, tmp_path: Path) ->
         [
             sys.executable,
             str(ROOT / "benchmarks" / "restore_throughput.py"),
-            "--size-mb", "4", "--rounds", "1", "--throwaway", "--admin-url", pg_admin_url,
+            "--size-mb",
+            "4",
+            "--rounds",
+            "1",
+            "--throwaway",
+            "--admin-url",
+            pg_admin_url,
         ],  # fmt: skip
         capture_output=True,
         text=True,
