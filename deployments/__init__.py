@@ -13,6 +13,7 @@ from prefect.types.entrypoint import EntrypointType
 
 from deployments.schedules import daily_at, every_minutes, run_times
 from flows.alerting import alert_acknowledge, alert_escalation
+from flows.backup_report import backup_report
 from flows.backup_verify import backup_verify
 from flows.backups_resync import backups_resync
 from flows.database_backup import database_backup
@@ -67,6 +68,12 @@ def all_deployments() -> list[DeploymentSpec]:
             "daily-0500",
             (daily_at(5, 0),),
             tags=("backup", "runbook:backup-recovery"),
+        ),
+        DeploymentSpec(
+            backup_report,
+            "daily-0800",
+            (daily_at(8, 0),),
+            tags=("backup", "runbook:backup-monitoring"),
         ),
         DeploymentSpec(
             alert_escalation,

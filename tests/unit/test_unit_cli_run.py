@@ -52,8 +52,8 @@ def test_unknown_flow(run: Callable[..., tuple[int, dict[str, Any]]]) -> None:
         "flow_run_id": None,
         "state": "Failed",
         "message": (
-            "unknown flow 'nope'; known: alert-acknowledge, alert-escalation, backup-verify, "
-            "backups-resync, database-backup, database-restore"
+            "unknown flow 'nope'; known: alert-acknowledge, alert-escalation, backup-report, "
+            "backup-verify, backups-resync, database-backup, database-restore"
         ),
     }
     assert code != 0

@@ -1,0 +1,248 @@
+"""Runbook, "Backup Monitoring" and `comprehensive-backup-system.sh report`.
+
+Every morning at 08:00: the newest backups of each kind with their status, size, age,
+replicas, encryption and verification, and the monitoring checks: a database backup
+younger than 26 hours (else the RPO is breached), every replica present with the same
+size and sha256, server-side encryption on every S3 object. Each failed check raises an
+alert of its severity; a check that passes again resolves it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from blocks import BackupStorage, load_block
+from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
+from feedback_ops.errors import OpsError
+from policy import Severity
+from tasks.catalog import backup_records
+from tasks.manifest import MANIFEST_SUFFIX, load_manifest
+from tasks.notify import Alert, ops_catalog, raise_alert, resolve_alert
+from tasks.object_store import ObjectStore, S3Store
+
+# Runbook: daily database backups (26 h leaves two hours for a late run) and Redis
+# snapshots every six hours (7 h). A kind with no backup at all is only checked once
+# its flow exists: Redis snapshots are not taken by this project yet.
+MAX_AGE = {"database": timedelta(hours=26), "redis": timedelta(hours=7)}
+REQUIRED_KINDS = ("database",)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One monitoring check's outcome."""
+
+    name: str
+    ok: bool
+    severity: Severity
+    detail: str
+
+
+class ReportResult(BaseModel):
+    """What `feedback-ops run backup-report --json` prints as `result`."""
+
+    backups: int
+    checks: int
+    failed: list[str]
+
+
+def _manifests(store: ObjectStore) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for key in sorted(store.list_keys()):
+        if key.endswith(MANIFEST_SUFFIX):
+            found.append((key, load_manifest(store.get_bytes(key))))
+    return found
+
+
+def _object_key(manifest_key: str, manifest: dict[str, Any]) -> str:
+    return f"{manifest_key.rsplit('/', 1)[0]}/{manifest['object']}"
+
+
+def _verification(ops_database_block: str, ids: list[str]) -> dict[str, Any]:
+    try:
+        with ops_catalog(ops_database_block) as engine, engine.connect() as conn:
+            rows = conn.execute(
+                select(backup_records.c.id, backup_records.c.verify_status).where(
+                    backup_records.c.id.in_(ids)
+                )
+            ).all()
+    except (OpsError, SQLAlchemyError):
+        return {}
+    return {row.id: row.verify_status for row in rows}
+
+
+def summary(
+    newest: dict[str, tuple[str, dict[str, Any]]],
+    verified: dict[str, Any],
+    replica_state: dict[str, str],
+    now: datetime,
+) -> pd.DataFrame:
+    """One row per kind: the newest backup, its age, size, replicas and verification."""
+    rows = []
+    for kind, (_key, manifest) in sorted(newest.items()):
+        created = datetime.fromisoformat(manifest["created_at"])
+        rows.append(
+            {
+                "kind": kind,
+                "backup_id": manifest["id"],
+                "created_at": created,
+                "age_hours": (now - created).total_seconds() / 3600,
+                "size_mb": manifest["size"] / 1e6,
+                "encryption": manifest["encryption"].get("server_side") or "none (local)",
+                "replicas": replica_state.get(manifest["id"], "-"),
+                "verified": verified.get(manifest["id"]) or "not yet",
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["age_hours"] = frame["age_hours"].round(1)
+        frame["size_mb"] = frame["size_mb"].round(1)
+    return frame
+
+
+@flow(name="backup-report")
+def backup_report(
+    storage_block: str = BACKUP_STORAGE_BLOCK,
+    ops_database_block: str = OPS_DATABASE_BLOCK,
+    as_of: datetime | None = None,
+) -> ReportResult:
+    """The daily backup report and the runbook's backup monitoring checks.
+
+    `as_of` evaluates the ages at another moment than now; leave it empty in the schedule.
+    """
+    logger = get_run_logger()
+    now = (as_of or datetime.now(UTC)).astimezone(UTC)
+    storage = load_block(BackupStorage, storage_block)
+    primary, replicas = storage.primary(), storage.replicas()
+    found = _manifests(primary)
+    newest: dict[str, tuple[str, dict[str, Any]]] = {}
+    for key, manifest in found:
+        kind = manifest["kind"]
+        if kind not in newest or manifest["created_at"] > newest[kind][1]["created_at"]:
+            newest[kind] = (key, manifest)
+
+    checks = _age_checks(newest, now)
+    replica_state: dict[str, str] = {}
+    for _kind, (key, manifest) in newest.items():
+        object_key = _object_key(key, manifest)
+        replica_checks = _replica_checks(manifest, key, object_key, replicas)
+        checks += replica_checks
+        replica_state[manifest["id"]] = (
+            f"{sum(c.ok for c in replica_checks)}/{len(replicas)} ok" if replicas else "none"
+        )
+        checks += _encryption_checks(manifest, object_key, [primary, *replicas])
+
+    verified = _verification(ops_database_block, [m["id"] for _, m in newest.values()])
+    frame = summary(newest, verified, replica_state, now)
+    _publish(frame, checks, primary, len(found))
+    for check in checks:
+        condition = f"backup-report:{check.name}"
+        if check.ok:
+            resolve_alert(condition, ops_database_block=ops_database_block)
+            continue
+        logger.error("Check failed: %s: %s", check.name, check.detail)
+        try:
+            raise_alert(
+                Alert(
+                    name="backup-check-failed",
+                    severity=check.severity,
+                    summary=check.detail,
+                    details={"check": check.name},
+                    dedup_key=condition,
+                    runbook_section="Backup Monitoring",
+                ),
+                now,
+                ops_database_block=ops_database_block,
+            )
+        except OpsError as exc:
+            logger.error("Could not deliver the alert for %s: %s", check.name, exc)
+    failed = [c.name for c in checks if not c.ok]
+    return ReportResult(backups=len(found), checks=len(checks), failed=failed)
+
+
+def _age_checks(newest: dict[str, tuple[str, dict[str, Any]]], now: datetime) -> list[Check]:
+    checks = []
+    for kind, limit in MAX_AGE.items():
+        hours = limit.total_seconds() / 3600
+        if kind not in newest:
+            if kind in REQUIRED_KINDS:
+                checks.append(
+                    Check(f"{kind}-age", False, Severity.CRITICAL, f"no {kind} backup at all")
+                )
+            continue
+        created = datetime.fromisoformat(newest[kind][1]["created_at"])
+        age = now - created
+        ok = age <= limit
+        detail = f"newest {kind} backup is {age.total_seconds() / 3600:.1f} h old" + (
+            "" if ok else f": older than {hours:.0f} h, the RPO is breached"
+        )
+        checks.append(Check(f"{kind}-age", ok, Severity.CRITICAL, detail))
+    return checks
+
+
+def _replica_checks(
+    manifest: dict[str, Any], manifest_key: str, object_key: str, replicas: list[ObjectStore]
+) -> list[Check]:
+    checks = []
+    for replica in replicas:
+        name = f"replica:{replica.location}:{manifest['kind']}"
+        try:
+            info = replica.stat(object_key)
+            copy = load_manifest(replica.get_bytes(manifest_key))
+        except FileNotFoundError:
+            checks.append(
+                Check(name, False, Severity.HIGH, f"{replica.url_for(object_key)} is missing")
+            )
+            continue
+        same = info.size == manifest["size"] and copy.get("sha256") == manifest["sha256"]
+        detail = f"{replica.url_for(object_key)} " + (
+            "matches" if same else "differs from the primary (size or sha256)"
+        )
+        checks.append(Check(name, same, Severity.HIGH, detail))
+    return checks
+
+
+def _encryption_checks(
+    manifest: dict[str, Any], object_key: str, stores: list[ObjectStore]
+) -> list[Check]:
+    checks = []
+    for store in stores:
+        if not isinstance(store, S3Store):
+            continue
+        try:
+            info = store.stat(object_key)
+        except FileNotFoundError:
+            continue  # reported by the replica check
+        ok = info.encryption == store.settings.sse
+        detail = f"{store.url_for(object_key)} server-side encryption: {info.encryption or 'none'}"
+        checks.append(
+            Check(f"encryption:{store.location}:{manifest['kind']}", ok, Severity.HIGH, detail)
+        )
+    return checks
+
+
+def _publish(frame: pd.DataFrame, checks: list[Check], primary: ObjectStore, count: int) -> None:
+    table = frame.astype({"created_at": str}).to_dict("records") if not frame.empty else []
+    create_table_artifact(
+        key="backup-report", table=table, description=f"Newest backups in {primary.location}"
+    )
+    lines = "\n".join(
+        f"| {'ok' if c.ok else '**FAILED**'} | {c.name} | {c.severity} | {c.detail} |"
+        for c in checks
+    )
+    failed = sum(not c.ok for c in checks)
+    create_markdown_artifact(
+        key="backup-monitoring",
+        description=f"{len(checks)} checks, {failed} failed",
+        markdown=f"# Backup monitoring — {failed} of {len(checks)} checks failed\n\n"
+        f"{count} backups in `{primary.location}`.\n\n"
+        "| result | check | severity | detail |\n|---|---|---|---|\n" + lines,
+    )

@@ -1,0 +1,98 @@
+"""backup-report: the newest backups and the runbook's monitoring checks, with alerts."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from support import s3
+
+from flows.backup_report import backup_report
+from flows.database_backup import database_backup
+
+
+def alerts(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT dedup_key, severity, summary FROM ops.alerts WHERE status <> 'resolved' "
+            "ORDER BY dedup_key"
+        ).fetchall()
+
+
+def test_all_checks_pass_then_a_missing_replica_and_an_old_backup_are_flagged(
+    platform_db: str, s3_endpoint: str, s3_bucket: str, tmp_path: Path, save_blocks: Any
+) -> None:
+    client = s3.s3_client(s3_endpoint)
+    gothenburg = s3.create_bucket(client, s3.new_bucket_name("fo-gbg"))
+    params = save_blocks(
+        DATABASE_URL=platform_db,
+        BACKUP_URL=f"s3://{s3_bucket}/platform",
+        BACKUP_REPLICA_URLS=f"s3://{gothenburg}/platform",
+    )
+    report_params = {k: params[k] for k in ("storage_block", "ops_database_block")}
+    try:
+        backup = database_backup(**params)
+        created = datetime.fromisoformat(
+            json.loads(
+                client.get_object(
+                    Bucket=s3_bucket,
+                    Key=backup.locations[0]
+                    .removeprefix(f"s3://{s3_bucket}/")
+                    .replace(".dump", ".manifest.json"),
+                )["Body"].read()
+            )["created_at"]
+        )
+        fine = backup_report(**report_params, as_of=created + timedelta(hours=1))
+        assert fine.failed == [] and fine.backups == 1
+        assert fine.checks == 4  # age, replica, encryption at the primary and the replica
+        assert alerts(platform_db) == []
+
+        key = backup.locations[1].removeprefix(f"s3://{gothenburg}/")
+        client.delete_object(Bucket=gothenburg, Key=key)
+        late = created + timedelta(hours=27)
+        flagged = backup_report(**report_params, as_of=late)
+
+        assert sorted(flagged.failed) == sorted(
+            ["database-age", f"replica:s3://{gothenburg}/platform:database"]
+        )
+        raised = alerts(platform_db)
+        assert [(k, s) for k, s, _ in raised] == [
+            ("backup-report:database-age", "critical"),
+            (f"backup-report:replica:s3://{gothenburg}/platform:database", "high"),
+        ]
+        assert raised[0][2] == (
+            "newest database backup is 27.0 h old: older than 26 h, the RPO is breached"
+        )
+        assert raised[1][2] == f"s3://{gothenburg}/{key} is missing"
+    finally:
+        s3.empty_and_delete_bucket(client, gothenburg)
+
+
+def test_an_unencrypted_object_is_flagged(
+    platform_db: str, s3_endpoint: str, s3_bucket: str, save_blocks: Any
+) -> None:
+    client = s3.s3_client(s3_endpoint)
+    params = save_blocks(DATABASE_URL=platform_db, BACKUP_URL=f"s3://{s3_bucket}")
+    backup = database_backup(**params)
+    key = backup.locations[0].removeprefix(f"s3://{s3_bucket}/")
+    body = client.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
+    client.put_object(Bucket=s3_bucket, Key=key, Body=body)  # rewritten without SSE
+
+    result = backup_report(storage_block=params["storage_block"],
+                           ops_database_block=params["ops_database_block"])  # fmt: skip
+
+    assert result.failed == [f"encryption:s3://{s3_bucket}:database"]
+
+
+def test_no_backup_at_all_is_critical(platform_db: str, tmp_path: Path, save_blocks: Any) -> None:
+    params = save_blocks(DATABASE_URL=platform_db, BACKUP_URL=f"file://{tmp_path}/empty")
+    result = backup_report(
+        storage_block=params["storage_block"], ops_database_block=params["ops_database_block"]
+    )
+    assert result.failed == ["database-age"] and result.backups == 0
+    assert [(k, s, m) for k, s, m in alerts(platform_db)] == [
+        ("backup-report:database-age", "critical", "no database backup at all")
+    ]
