@@ -14,6 +14,7 @@ from prefect.types.entrypoint import EntrypointType
 from deployments.schedules import daily_at, every_minutes, run_times
 from flows.alerting import alert_acknowledge, alert_escalation
 from flows.backup_report import backup_report
+from flows.backup_retention import backup_retention
 from flows.backup_verify import backup_verify
 from flows.backups_resync import backups_resync
 from flows.database_backup import database_backup
@@ -67,6 +68,13 @@ def all_deployments() -> list[DeploymentSpec]:
             backup_verify,
             "daily-0500",
             (daily_at(5, 0),),
+            tags=("backup", "runbook:backup-recovery"),
+        ),
+        DeploymentSpec(
+            backup_retention,
+            "daily-0600",
+            # Scheduled runs delete; a run started by hand is a dry run unless told.
+            (daily_at(6, 0, parameters={"dry_run": False}),),
             tags=("backup", "runbook:backup-recovery"),
         ),
         DeploymentSpec(

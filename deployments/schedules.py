@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from prefect.schedules import Cron, RRule, Schedule
 from prefect.server.schemas import schedules as server_schedules
@@ -25,9 +26,12 @@ WEEKDAYS = ("MO", "TU", "WE", "TH", "FR")
 HOLIDAY_YEARS = 3
 
 
-def daily_at(hour: int, minute: int = 0) -> Schedule:
-    """Every day at hh:mm Stockholm time, holidays included, once per calendar day."""
-    return Cron(f"{minute} {hour} * * *", timezone=TIMEZONE)
+def daily_at(hour: int, minute: int = 0, parameters: dict[str, Any] | None = None) -> Schedule:
+    """Every day at hh:mm Stockholm time, holidays included, once per calendar day.
+
+    `parameters` apply to the scheduled runs only, not to runs started by hand.
+    """
+    return Cron(f"{minute} {hour} * * *", timezone=TIMEZONE, parameters=parameters or {})
 
 
 def every_minutes(step: int) -> Schedule:

@@ -21,10 +21,15 @@ from policy.response import (
     Severity,
     response_plan,
 )
+from policy.retention import BackupInfo, RetentionDecision, RetentionRules, plan_retention
 from policy.routing import CHANNELS, FALLBACK_ORDER, Channel, Route, route
 from policy.thresholds import KEY_METRICS, KeyMetrics
 
 __all__ = [
+    "BackupInfo",
+    "RetentionDecision",
+    "RetentionRules",
+    "plan_retention",
     "CHANNELS",
     "FALLBACK_ORDER",
     "Channel",

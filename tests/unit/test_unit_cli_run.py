@@ -53,7 +53,7 @@ def test_unknown_flow(run: Callable[..., tuple[int, dict[str, Any]]]) -> None:
         "state": "Failed",
         "message": (
             "unknown flow 'nope'; known: alert-acknowledge, alert-escalation, backup-report, "
-            "backup-verify, backups-resync, database-backup, database-restore"
+            "backup-retention, backup-verify, backups-resync, database-backup, database-restore"
         ),
     }
     assert code != 0

@@ -1,0 +1,153 @@
+"""Backup retention, grandfather-father-son (runbook: financial records kept 7 years).
+
+Every day at 06:00: each backup in storage is kept while younger than its class allows
+(daily 35 days, Sunday 13 weeks, first-of-month 7 years), and the newest verified and
+the newest backup of each kind are kept whatever their age. What expires is deleted at
+every replica and then at the primary (manifest last, so a deletion cut short is found
+and finished by the next run), then from the catalog. Manual runs are dry runs unless
+told otherwise; the artifact lists everything kept and deleted, and why.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from blocks import BackupStorage, load_block
+from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
+from feedback_ops.errors import OpsError
+from policy import BackupInfo, RetentionDecision, RetentionRules, plan_retention
+from tasks.catalog import backup_records
+from tasks.manifest import MANIFEST_SUFFIX, load_manifest
+from tasks.notify import ops_catalog
+from tasks.object_store import ObjectStore
+from tasks.retry import RETRY_DELAYS, retry_if_transient
+
+
+class RetentionResult(BaseModel):
+    """What `feedback-ops run backup-retention --json` prints as `result`."""
+
+    dry_run: bool
+    kept: int
+    deleted: list[str]
+
+
+@task(
+    name="delete-backup",
+    retries=2,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
+def delete_backup(
+    primary: ObjectStore, replicas: list[ObjectStore], manifest_key: str, object_name: str
+) -> None:
+    """Delete one backup's object and manifest at every replica, then at the primary."""
+    object_key = f"{manifest_key.rsplit('/', 1)[0]}/{object_name}"
+    for store in (*replicas, primary):
+        store.delete(object_key)
+        store.delete(manifest_key)
+
+
+@flow(name="backup-retention")
+def backup_retention(
+    dry_run: bool = True,
+    daily_days: int = 35,
+    weekly_weeks: int = 13,
+    monthly_years: int = 7,
+    storage_block: str = BACKUP_STORAGE_BLOCK,
+    ops_database_block: str = OPS_DATABASE_BLOCK,
+    as_of: datetime | None = None,
+) -> RetentionResult:
+    """Delete backups older than their retention class allows (dry run by default).
+
+    The daily schedule runs with `dry_run=False`; from the UI, look at the dry run's
+    artifact first. Which backups were verified is read from `ops.backup_records`:
+    without the catalog nothing is deleted.
+    """
+    logger = get_run_logger()
+    try:
+        rules = RetentionRules(daily_days, weekly_weeks, monthly_years)
+    except ValueError as exc:
+        raise OpsError(str(exc)) from None
+    now = as_of or datetime.now(UTC)
+    storage = load_block(BackupStorage, storage_block)
+    primary, replicas = storage.primary(), storage.replicas()
+    found = {}
+    for key in primary.list_keys():
+        if key.endswith(MANIFEST_SUFFIX):
+            found[key] = load_manifest(primary.get_bytes(key))
+    verified = _verified_ids(ops_database_block)
+    infos = {
+        key: BackupInfo(
+            backup_id=m["id"],
+            kind=m["kind"],
+            created_at=datetime.fromisoformat(m["created_at"]),
+            retention_class=m["retention_class"],
+            verified=m["id"] in verified,
+        )
+        for key, m in found.items()
+    }
+    decisions = plan_retention(infos.values(), now, rules)
+    key_of = {info.backup_id: key for key, info in infos.items()}
+    deleted = []
+    if not dry_run:
+        for decision in decisions:
+            if decision.keep:
+                continue
+            key = key_of[decision.backup.backup_id]
+            delete_backup(primary, replicas, key, found[key]["object"])
+            _forget(ops_database_block, decision.backup.backup_id)
+            deleted.append(decision.backup.backup_id)
+    else:
+        deleted = [d.backup.backup_id for d in decisions if not d.keep]
+    _publish(decisions, dry_run)
+    kept = sum(d.keep for d in decisions)
+    logger.info(
+        "%s: kept %d, %s %d", "Dry run" if dry_run else "Retention", kept,
+        "would delete" if dry_run else "deleted", len(deleted),
+    )  # fmt: skip
+    return RetentionResult(dry_run=dry_run, kept=kept, deleted=deleted)
+
+
+def _verified_ids(ops_database_block: str) -> set[str]:
+    try:
+        with ops_catalog(ops_database_block) as engine, engine.connect() as conn:
+            rows = conn.execute(
+                select(backup_records.c.id).where(backup_records.c.verify_status == "passed")
+            ).scalars()
+            return set(rows)
+    except (OpsError, SQLAlchemyError) as exc:
+        # Without knowing what was verified, the newest verified backup cannot be spared.
+        raise OpsError(f"cannot read verification results, so nothing is deleted: {exc}") from None
+
+
+def _forget(ops_database_block: str, backup_id: str) -> None:
+    with ops_catalog(ops_database_block) as engine, engine.begin() as conn:
+        conn.execute(delete(backup_records).where(backup_records.c.id == backup_id))
+
+
+def _publish(decisions: list[RetentionDecision], dry_run: bool) -> None:
+    verb = "would delete" if dry_run else "deleted"
+    create_table_artifact(
+        key="backup-retention",
+        description=f"{'Dry run: ' if dry_run else ''}"
+        f"{sum(not d.keep for d in decisions)} {verb}, {sum(d.keep for d in decisions)} kept",
+        table=[
+            {
+                "backup": d.backup.backup_id,
+                "created": d.backup.created_at.isoformat(),
+                "class": d.backup.retention_class,
+                "verified": d.backup.verified,
+                "decision": "keep" if d.keep else verb,
+                "why": d.reason,
+            }
+            for d in decisions
+        ],
+    )
