@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,19 @@ from support.net import free_port, port_accepts, wait_until
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
+def _call(client: httpx.Client, method: str, path: str, body: Any = None) -> Any:
+    """One API call, retried like Prefect's own client does while SQLite is busy (503)."""
+    deadline = time.monotonic() + 60
+    while True:
+        answer = client.request(method, path, json=body)
+        if answer.status_code != 503 or time.monotonic() > deadline:
+            answer.raise_for_status()
+            return answer.json()
+        time.sleep(0.5)
+
+
 def _get(client: httpx.Client, path: str) -> Any:
-    answer = client.get(path)
-    answer.raise_for_status()
-    return answer.json()
+    return _call(client, "GET", path)
 
 
 @pytest.mark.e2e
@@ -47,7 +57,7 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
         "BACKUP_URL": f"file://{backups}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # Faster loops than production, so the test need not wait a minute for each.
-        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     }
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed in finally
@@ -83,16 +93,18 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
 
             # What the UI lists as upcoming runs: the scheduler's own, at 02:00 Stockholm.
             def scheduled() -> list[dict[str, Any]]:
-                answer = client.post(
-                    "/flow_runs/filter",
-                    json={
-                        "deployments": {"id": {"any_": [deployment["id"]]}},
-                        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
-                        "limit": 10,
-                    },
+                return list(
+                    _call(
+                        client,
+                        "POST",
+                        "/flow_runs/filter",
+                        {
+                            "deployments": {"id": {"any_": [deployment["id"]]}},
+                            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+                            "limit": 10,
+                        },
+                    )
                 )
-                answer.raise_for_status()
-                return list(answer.json())
 
             wait_until(lambda: len(scheduled()) >= 3, timeout=60, what="scheduled runs")
             for run in scheduled():
@@ -100,9 +112,8 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
                 assert (local.hour, local.minute) in ((2, 0), (3, 0)), local
 
             # The "Run" button: a flow run created from the deployment, picked up by serve.
-            created = client.post(f"/deployments/{deployment['id']}/create_flow_run", json={})
-            created.raise_for_status()
-            run_id = created.json()["id"]
+            created = _call(client, "POST", f"/deployments/{deployment['id']}/create_flow_run", {})
+            run_id = created["id"]
 
             def final_state() -> str | None:
                 state_type = _get(client, f"/flow_runs/{run_id}")["state"]["type"]
