@@ -1,5 +1,7 @@
 # feedback-ops: `make up` runs everything, `make test` checks everything.
 PYTHON ?= python3
+# Tests wait on PostgreSQL, S3 and Prefect's API much of the time: two workers.
+PYTEST_WORKERS ?= 2
 VENV ?= .venv
 BIN := $(VENV)/bin
 
@@ -20,7 +22,7 @@ typecheck:
 	$(BIN)/mypy
 
 pytest:
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
