@@ -25,7 +25,7 @@ from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
 from feedback_ops.errors import OpsError
 from policy import Severity
 from tasks.catalog import backup_records
-from tasks.manifest import MANIFEST_SUFFIX, load_manifest
+from tasks.manifest import load_manifest, manifest_keys, object_key_of
 from tasks.notify import Alert, ops_catalog, raise_alert, resolve_alert
 from tasks.object_store import ObjectStore, S3Store
 
@@ -52,18 +52,6 @@ class ReportResult(BaseModel):
     backups: int
     checks: int
     failed: list[str]
-
-
-def _manifests(store: ObjectStore) -> list[tuple[str, dict[str, Any]]]:
-    found = []
-    for key in sorted(store.list_keys()):
-        if key.endswith(MANIFEST_SUFFIX):
-            found.append((key, load_manifest(store.get_bytes(key))))
-    return found
-
-
-def _object_key(manifest_key: str, manifest: dict[str, Any]) -> str:
-    return f"{manifest_key.rsplit('/', 1)[0]}/{manifest['object']}"
 
 
 def _verification(ops_database_block: str, ids: list[str]) -> dict[str, Any]:
@@ -122,7 +110,7 @@ def backup_report(
     now = (as_of or datetime.now(UTC)).astimezone(UTC)
     storage = load_block(BackupStorage, storage_block)
     primary, replicas = storage.primary(), storage.replicas()
-    found = _manifests(primary)
+    found = [(key, load_manifest(primary.get_bytes(key))) for key in manifest_keys(primary)]
     newest: dict[str, tuple[str, dict[str, Any]]] = {}
     for key, manifest in found:
         kind = manifest["kind"]
@@ -132,7 +120,7 @@ def backup_report(
     checks = _age_checks(newest, now)
     replica_state: dict[str, str] = {}
     for _kind, (key, manifest) in newest.items():
-        object_key = _object_key(key, manifest)
+        object_key = object_key_of(key, manifest)
         replica_checks = _replica_checks(manifest, key, object_key, replicas)
         checks += replica_checks
         replica_state[manifest["id"]] = (

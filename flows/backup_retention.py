@@ -24,7 +24,7 @@ from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
 from feedback_ops.errors import OpsError
 from policy import BackupInfo, RetentionDecision, RetentionRules, plan_retention
 from tasks.catalog import backup_records
-from tasks.manifest import MANIFEST_SUFFIX, load_manifest
+from tasks.manifest import load_manifest, manifest_keys, object_key_of
 from tasks.notify import ops_catalog
 from tasks.object_store import ObjectStore
 from tasks.retry import RETRY_DELAYS, retry_if_transient
@@ -46,10 +46,9 @@ class RetentionResult(BaseModel):
     cache_policy=NO_CACHE,
 )
 def delete_backup(
-    primary: ObjectStore, replicas: list[ObjectStore], manifest_key: str, object_name: str
+    primary: ObjectStore, replicas: list[ObjectStore], manifest_key: str, object_key: str
 ) -> None:
     """Delete one backup's object and manifest at every replica, then at the primary."""
-    object_key = f"{manifest_key.rsplit('/', 1)[0]}/{object_name}"
     for store in (*replicas, primary):
         store.delete(object_key)
         store.delete(manifest_key)
@@ -79,10 +78,7 @@ def backup_retention(
     now = as_of or datetime.now(UTC)
     storage = load_block(BackupStorage, storage_block)
     primary, replicas = storage.primary(), storage.replicas()
-    found = {}
-    for key in primary.list_keys():
-        if key.endswith(MANIFEST_SUFFIX):
-            found[key] = load_manifest(primary.get_bytes(key))
+    found = {key: load_manifest(primary.get_bytes(key)) for key in manifest_keys(primary)}
     verified = _verified_ids(ops_database_block)
     infos = {
         key: BackupInfo(
@@ -102,7 +98,7 @@ def backup_retention(
             if decision.keep:
                 continue
             key = key_of[decision.backup.backup_id]
-            delete_backup(primary, replicas, key, found[key]["object"])
+            delete_backup(primary, replicas, key, object_key_of(key, found[key]))
             _forget(ops_database_block, decision.backup.backup_id)
             deleted.append(decision.backup.backup_id)
     else:

@@ -20,8 +20,8 @@ from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK, PLATFO
 from feedback_ops.errors import OpsError
 from policy import Severity
 from tasks import catalog
-from tasks.manifest import MANIFEST_SUFFIX, BackupKeys, keys_for_id, load_manifest
-from tasks.notify import Alert, ops_catalog, raise_alert, resolve_alert
+from tasks.manifest import BackupKeys, find_manifest
+from tasks.notify import Alert, ops_catalog, raise_alert_beside, resolve_alert
 from tasks.object_store import Digest, ObjectStore
 from tasks.pg_restore import RestoreDrill, drill, local_copy
 
@@ -39,28 +39,6 @@ class VerifyResult(BaseModel):
     restore_seconds: float
     rto_seconds: int
     within_rto: bool
-
-
-def find_backup(store: ObjectStore, backup_id: str) -> tuple[dict[str, object], BackupKeys]:
-    """The manifest and keys of a database backup, or of the newest one for "latest".
-
-    Raises:
-        OpsError: no such backup, or no backup at all, in the store.
-    """
-    if backup_id == "latest":
-        manifests = sorted(k for k in store.list_keys("database/") if k.endswith(MANIFEST_SUFFIX))
-        if not manifests:
-            raise OpsError(f"no database backup in {store.location}")
-        backup_id = manifests[-1].rsplit("/", 1)[1].removesuffix(MANIFEST_SUFFIX)
-    try:
-        keys = keys_for_id(backup_id)
-    except ValueError as exc:
-        raise OpsError(str(exc)) from None
-    try:
-        manifest = load_manifest(store.get_bytes(keys.manifest))
-    except FileNotFoundError:
-        raise OpsError(f"no backup {backup_id!r} in {store.location}") from None
-    return manifest, keys
 
 
 @task(name="restore-drill", cache_policy=NO_CACHE)
@@ -97,7 +75,7 @@ def backup_verify(
     store = load_block(BackupStorage, storage_block).primary()
     if not 1 <= jobs <= 16:
         raise OpsError(f"jobs must be between 1 and 16, got {jobs}")
-    manifest, keys = find_backup(store, backup_id)
+    manifest, keys = find_manifest(store, backup_id)
     backup_id = str(manifest["id"])
     condition = f"backup-verify:{backup_id}"
     try:
@@ -132,20 +110,17 @@ def _tell_people(
         _record(ops_database_block, backup_id, "failed", None, str(exc))
     except Exception as catalog_exc:
         logger.error("Could not record the failed verification: %s", catalog_exc)
-    try:
-        raise_alert(
-            Alert(
-                name="backup-verification-failed",
-                severity=Severity.HIGH,
-                summary=f"Backup {backup_id} failed verification: {exc}",
-                details={"backup_id": backup_id, "location": url},
-                dedup_key=condition,
-                runbook_section="Backup & Recovery Procedures",
-            ),
-            ops_database_block=ops_database_block,
-        )
-    except Exception as alert_exc:
-        logger.error("Could not deliver the verification alert: %s", alert_exc)
+    raise_alert_beside(
+        Alert(
+            name="backup-verification-failed",
+            severity=Severity.HIGH,
+            summary=f"Backup {backup_id} failed verification: {exc}",
+            details={"backup_id": backup_id, "location": url},
+            dedup_key=condition,
+            runbook_section="Backup & Recovery Procedures",
+        ),
+        ops_database_block,
+    )
 
 
 def _record(

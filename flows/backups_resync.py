@@ -17,7 +17,7 @@ from blocks import BackupStorage, load_block
 from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
 from feedback_ops.errors import OpsError
 from tasks import catalog
-from tasks.manifest import MANIFEST_SUFFIX, load_manifest
+from tasks.manifest import load_manifest, manifest_keys, object_key_of
 from tasks.notify import ops_catalog
 
 
@@ -43,7 +43,7 @@ def backups_resync(
     storage = load_block(BackupStorage, storage_block)
     primary, replicas = storage.primary(), storage.replicas()
     held = [set(replica.list_keys()) for replica in replicas]
-    names = sorted(k for k in primary.list_keys() if k.endswith(MANIFEST_SUFFIX))
+    names = manifest_keys(primary)
     inserted = refreshed = 0
     unreadable: list[str] = []
     with ops_catalog(ops_database_block) as engine:
@@ -53,7 +53,7 @@ def backups_resync(
             except ValueError as exc:
                 unreadable.append(f"{primary.url_for(name)}: {exc}")
                 continue
-            key = f"{name.rsplit('/', 1)[0]}/{manifest['object']}"
+            key = object_key_of(name, manifest)
             locations = [primary.url_for(key)] + [
                 r.url_for(key) for r, keys in zip(replicas, held, strict=True) if key in keys
             ]

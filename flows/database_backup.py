@@ -20,7 +20,7 @@ from feedback_ops.errors import OpsError
 from policy import Severity
 from tasks.locks import lock_name, system_lock
 from tasks.manifest import BackupKeys, build_manifest, new_backup_id
-from tasks.notify import Alert, raise_alert, resolve_alert
+from tasks.notify import Alert, raise_alert_beside, resolve_alert
 from tasks.object_store import Digest, ObjectStore
 from tasks.pg_dump import DumpResult
 from tasks.postgres import dump_database, open_catalog, record_backup_end, record_backup_start
@@ -83,10 +83,7 @@ def _tell_people(
         dedup_key=condition,
         runbook_section=RUNBOOK_SECTION,
     )
-    try:
-        raise_alert(alert, ops_database_block=ops_database_block)
-    except Exception as alert_exc:  # the backup's own failure is the one to raise
-        get_run_logger().error("Could not deliver the backup failure alert: %s", alert_exc)
+    raise_alert_beside(alert, ops_database_block)
 
 
 def _back_up(

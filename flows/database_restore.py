@@ -27,7 +27,7 @@ from feedback_ops.config import BACKUP_STORAGE_BLOCK, PLATFORM_DATABASE_BLOCK
 from feedback_ops.errors import OpsError
 from policy import STOCKHOLM
 from tasks.locks import lock_name, system_lock
-from tasks.manifest import MANIFEST_SUFFIX, keys_for_id, load_manifest
+from tasks.manifest import find_manifest, keys_for_id
 from tasks.object_store import Digest, ObjectStore
 from tasks.pg_dump import connect, count_rows, explain_postgres_error, list_tables
 from tasks.pg_restore import compare_counts, count_restored, local_copy, restore_file
@@ -52,42 +52,6 @@ class ApproveOverwrite(RunInput):
 
     approve: bool = False
     type_database_name_to_confirm: str = ""
-
-
-def choose_backup(store: ObjectStore, backup_id: str, before: datetime | None) -> dict[str, Any]:
-    """The manifest of the backup to restore.
-
-    Raises:
-        OpsError: no such backup, or none before the time asked for.
-    """
-    if backup_id not in ("latest", "") and before is None:
-        try:
-            keys = keys_for_id(backup_id)
-        except ValueError as exc:
-            raise OpsError(str(exc)) from None
-        try:
-            return load_manifest(store.get_bytes(keys.manifest))
-        except FileNotFoundError:
-            raise OpsError(f"no backup {backup_id!r} in {store.location}") from None
-    names = sorted(k for k in store.list_keys("database/") if k.endswith(MANIFEST_SUFFIX))
-    if not names:
-        raise OpsError(f"no database backup in {store.location}")
-    if before is None:
-        return load_manifest(store.get_bytes(names[-1]))
-    if before.tzinfo is None:
-        before = before.replace(tzinfo=STOCKHOLM)
-    oldest = None
-    for name in reversed(names):
-        manifest = load_manifest(store.get_bytes(name))
-        created = datetime.fromisoformat(manifest["created_at"])
-        oldest = created
-        if created < before:
-            return manifest
-    assert oldest is not None
-    raise OpsError(
-        f"no backup before {before.astimezone(STOCKHOLM):%Y-%m-%d %H:%M %Z}; "
-        f"the oldest is from {oldest.astimezone(STOCKHOLM):%Y-%m-%d %H:%M %Z}"
-    )
 
 
 def default_target_name(backup_id: str) -> str:
@@ -161,7 +125,7 @@ def database_restore(
     store = load_block(BackupStorage, storage_block).primary()
     if not 1 <= jobs <= 16:
         raise OpsError(f"jobs must be between 1 and 16, got {jobs}")
-    manifest = choose_backup(store, backup_id, before)
+    manifest, _keys = find_manifest(store, backup_id, before)
     chosen = str(manifest["id"])
     name = target_database or default_target_name(chosen)
     if name == server.database:

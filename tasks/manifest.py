@@ -10,9 +10,13 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from feedback_ops.errors import OpsError
 from policy import STOCKHOLM
+
+if TYPE_CHECKING:
+    from tasks.object_store import ObjectStore
 
 MANIFEST_FORMAT = 1
 MANIFEST_SUFFIX = ".manifest.json"
@@ -114,3 +118,53 @@ def keys_for_id(backup_id: str, suffix: str = ".dump") -> BackupKeys:
     if not sep or not kind:
         raise ValueError(f"{backup_id!r} is not a backup id")
     return BackupKeys.for_backup(kind, backup_id, at, suffix)
+
+
+def manifest_keys(store: ObjectStore, prefix: str = "") -> list[str]:
+    """Keys of every manifest below `prefix`, oldest backup first (ids sort by time)."""
+    return sorted(k for k in store.list_keys(prefix) if k.endswith(MANIFEST_SUFFIX))
+
+
+def object_key_of(manifest_key: str, manifest: dict[str, Any]) -> str:
+    """The key of the object a manifest describes: its file beside the manifest."""
+    return f"{manifest_key.rsplit('/', 1)[0]}/{manifest['object']}"
+
+
+def find_manifest(
+    store: ObjectStore, backup_id: str = "latest", before: datetime | None = None
+) -> tuple[dict[str, Any], BackupKeys]:
+    """The manifest and keys of a database backup: by id, the newest ("latest"), or the
+    newest taken before `before` (Stockholm time when naive).
+
+    Raises:
+        OpsError: no such backup, no backup at all, or none before the time asked for.
+    """
+    if backup_id not in ("latest", "") and before is None:
+        try:
+            keys = keys_for_id(backup_id)
+        except ValueError as exc:
+            raise OpsError(str(exc)) from None
+        try:
+            return load_manifest(store.get_bytes(keys.manifest)), keys
+        except FileNotFoundError:
+            raise OpsError(f"no backup {backup_id!r} in {store.location}") from None
+    names = manifest_keys(store, "database/")
+    if not names:
+        raise OpsError(f"no database backup in {store.location}")
+    if before is None:
+        manifest = load_manifest(store.get_bytes(names[-1]))
+        return manifest, keys_for_id(str(manifest["id"]))
+    if before.tzinfo is None:
+        before = before.replace(tzinfo=STOCKHOLM)
+    oldest = None
+    for name in reversed(names):
+        manifest = load_manifest(store.get_bytes(name))
+        created = datetime.fromisoformat(manifest["created_at"])
+        oldest = created
+        if created < before:
+            return manifest, keys_for_id(str(manifest["id"]))
+    assert oldest is not None
+    raise OpsError(
+        f"no backup before {before.astimezone(STOCKHOLM):%Y-%m-%d %H:%M %Z}; "
+        f"the oldest is from {oldest.astimezone(STOCKHOLM):%Y-%m-%d %H:%M %Z}"
+    )

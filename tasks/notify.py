@@ -357,6 +357,18 @@ def raise_alert(
     return notify(alert, at, ops_database_block)
 
 
+def raise_alert_beside(
+    alert: Alert, ops_database_block: str = config.OPS_DATABASE_BLOCK
+) -> AlertOutcome | None:
+    """`raise_alert` for a flow that is failing already: a failure to deliver is logged,
+    not raised, so it cannot hide the flow's own failure (the alert stays stored)."""
+    try:
+        return raise_alert(alert, ops_database_block=ops_database_block)
+    except Exception as exc:
+        get_run_logger().error("Could not deliver alert %s: %s", alert.dedup_key, exc)
+        return None
+
+
 def _publish(alert: Alert, reason: str, outcome: AlertOutcome) -> None:
     rows = "\n".join(
         f"| {o.channel} | {'sent' if o.ok else 'failed'} | {', '.join(o.recipients) or '-'} | "
