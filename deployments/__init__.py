@@ -11,7 +11,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Schedule
 from prefect.types.entrypoint import EntrypointType
 
-from deployments.schedules import daily_at, every_minutes, run_times
+from deployments.schedules import at_hours, daily_at, every_minutes, run_times
 from flows.alerting import alert_acknowledge, alert_escalation
 from flows.backup_report import backup_report
 from flows.backup_retention import backup_retention
@@ -19,6 +19,8 @@ from flows.backup_verify import backup_verify
 from flows.backups_resync import backups_resync
 from flows.database_backup import database_backup
 from flows.database_restore import database_restore
+from flows.redis_restore import redis_restore
+from flows.redis_snapshot import redis_snapshot
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,12 @@ def all_deployments() -> list[DeploymentSpec]:
             tags=("backup", "runbook:backup-recovery"),
         ),
         DeploymentSpec(
+            redis_snapshot,
+            "every-6h",
+            (at_hours((0, 6, 12, 18)),),
+            tags=("backup", "runbook:backup-recovery"),
+        ),
+        DeploymentSpec(
             backup_verify,
             "daily-0500",
             (daily_at(5, 0),),
@@ -93,6 +101,7 @@ def all_deployments() -> list[DeploymentSpec]:
         DeploymentSpec(alert_acknowledge, "manual", (), tags=("alerting",)),
         DeploymentSpec(database_restore, "manual", (), tags=("restore", "runbook:recovery")),
         DeploymentSpec(backups_resync, "manual", (), tags=("backup",)),
+        DeploymentSpec(redis_restore, "manual", (), tags=("restore", "runbook:recovery")),
     ]
 
 

@@ -34,6 +34,12 @@ def daily_at(hour: int, minute: int = 0, parameters: dict[str, Any] | None = Non
     return Cron(f"{minute} {hour} * * *", timezone=TIMEZONE, parameters=parameters or {})
 
 
+def at_hours(hours: Iterable[int], minute: int = 0) -> Schedule:
+    """At hh:mm Stockholm time for each of `hours`, every day (00, 06, 12, 18 for the
+    six-hourly Redis snapshot: none of them falls in a DST gap or fold)."""
+    return Cron(f"{minute} {','.join(str(h) for h in sorted(hours))} * * *", timezone=TIMEZONE)
+
+
 def every_minutes(step: int) -> Schedule:
     """Every `step` minutes, on the minute."""
     return Cron(f"*/{step} * * * *" if step > 1 else "* * * * *", timezone=TIMEZONE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from pydantic import SecretStr, ValidationError
 from blocks import BackupStorage, PostgresDatabase, load_block
 from blocks.channels import EmailAlerts, PagerDutyAlerts, SlackAlerts, SmsAlerts
 from blocks.contacts import EscalationContacts
+from blocks.redis import RedisServer
 from feedback_ops.errors import ConfigError
 from tasks.object_store import parse_location
 
@@ -33,6 +35,7 @@ EMAIL_BLOCK = "email-alerts"
 PAGERDUTY_BLOCK = "pagerduty-alerts"
 SMS_BLOCK = "sms-alerts"
 CONTACTS_BLOCK = "escalation-contacts"
+REDIS_BLOCK = "platform-redis"
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,16 @@ VARIABLES: tuple[Variable, ...] = (
         "Where the ops catalog (schema `ops`: backup_records) lives.",
         secret=True,
     ),
+    Variable(
+        "REDIS_URL",
+        "redis://127.0.0.1:6379",
+        "The platform's Redis (redis:// or rediss://; snapshotted every 6 hours).",
+        secret=True,
+    ),
+    Variable("REDIS_SNAPSHOT_METHOD", "logical", "rdb (redis-cli --rdb) or logical (SCAN+DUMP)."),
+    Variable("REDIS_DATA_DIR", "", "Self-hosted Redis: its data directory, as seen here."),
+    Variable("REDIS_STOP_COMMAND", "", "Self-hosted Redis: command that stops it."),
+    Variable("REDIS_START_COMMAND", "", "Self-hosted Redis: command that starts it."),
     Variable("BACKUP_URL", "file://$FEEDBACK_OPS_STATE_DIR/backups", "Primary backup location."),
     Variable("BACKUP_REPLICA_URLS", "", "Comma-separated replica locations."),
     Variable("S3_ENDPOINT_URL", "", "S3-compatible endpoint (MinIO); empty for AWS."),
@@ -102,6 +115,32 @@ def _postgres(env: Mapping[str, str], variable: str) -> dict[str, Any]:
         return {}
     # model_dump keeps SecretStr values as they are, so the password is carried along.
     return PostgresDatabase.from_url(url, variable=variable).model_dump(exclude={"block_type_slug"})
+
+
+def _redis(env: Mapping[str, str]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if url := env.get("REDIS_URL"):
+        parsed = RedisServer.from_url(url)
+        fields |= parsed.model_dump(
+            include={"host", "port", "username", "password", "tls"}, exclude_none=False
+        )
+        fields["password"] = parsed.password
+    if method := env.get("REDIS_SNAPSHOT_METHOD"):
+        if method not in ("rdb", "logical"):
+            raise ConfigError(f"REDIS_SNAPSHOT_METHOD must be rdb or logical, got {method!r}")
+        fields["snapshot_method"] = method
+    if "REDIS_DATA_DIR" in env:
+        fields["data_dir"] = env["REDIS_DATA_DIR"] or None
+    for variable, name in (
+        ("REDIS_STOP_COMMAND", "stop_command"),
+        ("REDIS_START_COMMAND", "start_command"),
+    ):
+        if variable in env:
+            try:
+                fields[name] = shlex.split(env[variable])
+            except ValueError as exc:
+                raise ConfigError(f"{variable} is not a valid command line: {exc}") from None
+    return fields
 
 
 def _storage(env: Mapping[str, str]) -> dict[str, Any]:
@@ -235,6 +274,7 @@ def _variables(block_name: str) -> dict[str, str]:
 BLOCK_SPECS: tuple[BlockSpec, ...] = (
     BlockSpec(PLATFORM_DATABASE_BLOCK, PostgresDatabase, _platform, lambda env: PostgresDatabase()),
     BlockSpec(OPS_DATABASE_BLOCK, PostgresDatabase, _ops, lambda env: PostgresDatabase()),
+    BlockSpec(REDIS_BLOCK, RedisServer, _redis, lambda env: RedisServer()),
     BlockSpec(
         BACKUP_STORAGE_BLOCK,
         BackupStorage,

@@ -67,9 +67,14 @@ def build_manifest(
     encryption: dict[str, Any],
     tools: dict[str, str],
     content_format: str,
-    tables: dict[str, int] | None = None,
+    contents: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest document, the same at the primary location and every replica."""
+    """The manifest document, the same at the primary location and every replica.
+
+    `contents` adds what the kind's restore checks against: `tables` (rows per table)
+    for a database, `databases` (keys per database) for Redis, `sections` for a
+    configuration bundle.
+    """
     return {
         "manifest_format": MANIFEST_FORMAT,
         "id": backup_id,
@@ -83,8 +88,8 @@ def build_manifest(
         "sha256": sha256,
         "encryption": encryption,
         "tools": tools,
-        "tables": tables or {},
         "retention_class": retention_class(created_at),
+        **(contents or {}),
     }
 
 
@@ -131,40 +136,50 @@ def object_key_of(manifest_key: str, manifest: dict[str, Any]) -> str:
 
 
 def find_manifest(
-    store: ObjectStore, backup_id: str = "latest", before: datetime | None = None
+    store: ObjectStore,
+    backup_id: str = "latest",
+    before: datetime | None = None,
+    kind: str = "database",
 ) -> tuple[dict[str, Any], BackupKeys]:
-    """The manifest and keys of a database backup: by id, the newest ("latest"), or the
+    """The manifest and keys of a backup of `kind`: by id, the newest ("latest"), or the
     newest taken before `before` (Stockholm time when naive).
 
     Raises:
-        OpsError: no such backup, no backup at all, or none before the time asked for.
+        OpsError: no such backup, one of another kind, no backup at all, or none before
+            the time asked for.
     """
     if backup_id not in ("latest", "") and before is None:
         try:
             keys = keys_for_id(backup_id)
         except ValueError as exc:
             raise OpsError(str(exc)) from None
+        if not backup_id.startswith(f"{kind}-"):
+            raise OpsError(f"{backup_id!r} is not a {kind} backup")
         try:
-            return load_manifest(store.get_bytes(keys.manifest)), keys
+            return _found(store, keys.manifest)
         except FileNotFoundError:
             raise OpsError(f"no backup {backup_id!r} in {store.location}") from None
-    names = manifest_keys(store, "database/")
+    names = manifest_keys(store, f"{kind}/")
     if not names:
-        raise OpsError(f"no database backup in {store.location}")
+        raise OpsError(f"no {kind} backup in {store.location}")
     if before is None:
-        manifest = load_manifest(store.get_bytes(names[-1]))
-        return manifest, keys_for_id(str(manifest["id"]))
+        return _found(store, names[-1])
     if before.tzinfo is None:
         before = before.replace(tzinfo=STOCKHOLM)
     oldest = None
     for name in reversed(names):
-        manifest = load_manifest(store.get_bytes(name))
+        manifest, keys = _found(store, name)
         created = datetime.fromisoformat(manifest["created_at"])
         oldest = created
         if created < before:
-            return manifest, keys_for_id(str(manifest["id"]))
+            return manifest, keys
     assert oldest is not None
     raise OpsError(
-        f"no backup before {before.astimezone(STOCKHOLM):%Y-%m-%d %H:%M %Z}; "
+        f"no {kind} backup before {before.astimezone(STOCKHOLM):%Y-%m-%d %H:%M %Z}; "
         f"the oldest is from {oldest.astimezone(STOCKHOLM):%Y-%m-%d %H:%M %Z}"
     )
+
+
+def _found(store: ObjectStore, manifest_key: str) -> tuple[dict[str, Any], BackupKeys]:
+    manifest = load_manifest(store.get_bytes(manifest_key))
+    return manifest, BackupKeys(object_key_of(manifest_key, manifest), manifest_key)

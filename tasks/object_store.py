@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 from feedback_ops.errors import ConfigError, OpsError, TransientError
@@ -139,7 +139,7 @@ class HashingReader:
     the upload that is consuming this stream before it is completed.
     """
 
-    def __init__(self, source: IO[bytes], on_eof: Callable[[], None] | None = None) -> None:
+    def __init__(self, source: Readable, on_eof: Callable[[], None] | None = None) -> None:
         self._source = source
         self._on_eof = on_eof
         self._hash = hashlib.sha256()
@@ -203,6 +203,10 @@ class ObjectStore(ABC):
         """Yield the object's bytes in chunks."""
 
     @abstractmethod
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Read `length` bytes from `start` (fewer at the end of the object)."""
+
+    @abstractmethod
     def stat(self, key: str) -> ObjectInfo:
         """Size and encryption of a stored object."""
 
@@ -224,7 +228,7 @@ class ObjectStore(ABC):
 
     def copy_from(self, source: ObjectStore, key: str) -> None:
         """Copy `key` from another store into this one, streaming."""
-        self.upload_stream(key, _ChunkStream(source.read_chunks(key)))
+        self.upload_stream(key, ChunkStream(source.read_chunks(key)))
 
     def exists(self, key: str) -> bool:
         """Whether an object is stored under `key`."""
@@ -235,7 +239,7 @@ class ObjectStore(ABC):
         return True
 
 
-class _ChunkStream:
+class ChunkStream:
     """Adapts an iterator of chunks to the `read(n)` interface uploads expect."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
@@ -303,11 +307,16 @@ class LocalStore(ObjectStore):
             while chunk := src.read(CHUNK_SIZE):
                 yield chunk
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        with open(self._path(key), "rb") as src:
+            src.seek(start)
+            return src.read(length)
+
     def stat(self, key: str) -> ObjectInfo:
         return ObjectInfo(size=self._path(key).stat().st_size)
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self.upload_stream(key, _ChunkStream(iter((data,))))
+        self.upload_stream(key, ChunkStream(iter((data,))))
 
     def get_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -445,6 +454,14 @@ class S3Store(ObjectStore):
                 yield from body.iter_chunks(CHUNK_SIZE)
             finally:
                 body.close()
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        with self._errors(key):
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{start + length - 1}"
+            )["Body"]
+            data: bytes = body.read()
+            return data
 
     def stat(self, key: str) -> ObjectInfo:
         with self._errors(key):

@@ -25,7 +25,8 @@ SaveBlocks = Callable[..., dict[str, Any]]
 @pytest.fixture
 def save_blocks(s3_endpoint: str) -> SaveBlocks:
     """Save the blocks an environment describes under names unique to this test, and
-    return the flow parameters that point a flow at them."""
+    return the flow parameters that point a flow at them: the database flows', or with
+    REDIS_URL given, the Redis flows' (`redis_block` instead of `database_block`)."""
 
     def save(**env: str) -> dict[str, Any]:
         env.setdefault("S3_ENDPOINT_URL", s3_endpoint)
@@ -37,6 +38,12 @@ def save_blocks(s3_endpoint: str) -> SaveBlocks:
         for name, block in blocks_from_env(env).items():
             block.save(f"{prefix}-{name}", overwrite=True)
             params[name] = f"{prefix}-{name}"
+        if "REDIS_URL" in env:
+            return {
+                "redis_block": params["platform-redis"],
+                "ops_database_block": params["ops-postgres"],
+                "storage_block": params["backup-storage"],
+            }
         return {
             "database_block": params["platform-postgres"],
             "ops_database_block": params["ops-postgres"],

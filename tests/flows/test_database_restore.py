@@ -75,7 +75,7 @@ def test_newest_backup_before_a_stockholm_time(
 
     too_early = datetime.fromisoformat(manifests[first.backup_id]["created_at"]) - timedelta(days=1)
     state = database_restore(**restore_params(params), before=too_early, return_state=True)
-    assert failure_of(state).startswith("no backup before ")
+    assert failure_of(state).startswith("no database backup before ")
     assert "; the oldest is from " in failure_of(state)
 
 

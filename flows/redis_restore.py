@@ -1,0 +1,154 @@
+"""Runbook, "Backup & Recovery Procedures": Redis Recovery.
+
+Loads a Redis snapshot (by id, the newest, or the newest before a Stockholm time) into
+a target Redis and compares its key counts with the manifest. A logical snapshot is
+replayed with RESTORE … REPLACE. An RDB snapshot goes into a self-hosted server the
+runbook's way (stop, copy `dump.rdb` into its data directory, start) when its block
+says how; otherwise through a temporary local `redis-server` and DUMP/RESTORE. A target
+that holds keys is only replaced with `overwrite=True`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from blocks import BackupStorage, load_block
+from blocks.redis import RedisServer
+from feedback_ops.config import BACKUP_STORAGE_BLOCK, REDIS_BLOCK
+from feedback_ops.errors import OpsError
+from tasks.locks import lock_name, system_lock
+from tasks.manifest import BackupKeys, find_manifest
+from tasks.object_store import Digest, ObjectStore
+from tasks.pg_restore import local_copy
+from tasks.redis_format import CONTENT_FORMAT
+from tasks.redis_restore import (
+    Applied,
+    compare_counts,
+    copy_server,
+    flush_all,
+    replace_self_hosted,
+    restore_stream,
+    target_keys,
+    temporary_server,
+)
+from tasks.storage import check_stored
+
+
+class RedisRestoreResult(BaseModel):
+    """What `feedback-ops run redis-restore --json` prints as `result`."""
+
+    backup_id: str
+    target: str
+    how: str
+    seconds: float
+    keys_per_database: dict[str, int]
+    expired_since_snapshot: int
+
+
+@task(name="load-snapshot", cache_policy=NO_CACHE)
+def load_snapshot(
+    store: ObjectStore, keys: BackupKeys, manifest: dict[str, object], target: RedisServer
+) -> tuple[str, Applied | None]:
+    """Load the snapshot into the (empty or emptied) target; returns how, and what a
+    DUMP/RESTORE replay wrote (None when the server loaded the RDB file itself)."""
+    expected = Digest(int(str(manifest["size"])), str(manifest["sha256"]))
+    if manifest["format"] == CONTENT_FORMAT:
+        # The sha256 is checked before anything is written: read back first.
+        check_stored(store, keys.object, expected)
+        return "RESTORE … REPLACE", restore_stream(target, store.read_chunks(keys.object))
+    with local_copy(store, keys.object, expected) as rdb_file:
+        if target.self_hosted:
+            replace_self_hosted(target, rdb_file)
+            return f"runbook: stop, copy into {target.data_dir}, start", None
+        with temporary_server(rdb_file) as loaded:
+            return "temporary redis-server, then DUMP/RESTORE", copy_server(loaded, target)
+
+
+@flow(name="redis-restore")
+def redis_restore(
+    backup_id: str = "latest",
+    before: datetime | None = None,
+    target_block: str = REDIS_BLOCK,
+    overwrite: bool = False,
+    storage_block: str = BACKUP_STORAGE_BLOCK,
+) -> RedisRestoreResult:
+    """Restore a Redis snapshot into the Redis of `target_block` (runbook: Redis Recovery).
+
+    `backup_id` is a snapshot id or "latest"; `before` picks the newest snapshot taken
+    before that Stockholm time instead. A target holding keys is refused unless
+    `overwrite=True`, and then emptied first. Afterwards the keys per database are
+    compared with the manifest (keys whose TTL ran out since are accounted for).
+    """
+    logger = get_run_logger()
+    target = load_block(RedisServer, target_block)
+    store = load_block(BackupStorage, storage_block).primary()
+    manifest, keys = find_manifest(store, backup_id, before, kind="redis")
+    backup_id = str(manifest["id"])
+    with system_lock(lock_name("redis", target.display_name)):
+        present = target_keys(target)
+        if present and not overwrite:
+            raise OpsError(
+                f"Redis at {target.display_name} holds {sum(present.values())} keys "
+                f"(databases {', '.join(f'db{d}' for d in present)}); "
+                "run with overwrite=True to replace them"
+            )
+        if present and not (target.self_hosted and manifest["format"] != CONTENT_FORMAT):
+            logger.warning("Emptying %s (overwrite=True)", target.display_name)
+            flush_all(target)
+        started = time.monotonic()
+        how, applied = load_snapshot(store, keys, manifest, target)
+        seconds = time.monotonic() - started
+        now = target_keys(target)
+    problems = compare_counts(manifest["databases"], applied, now)
+    if problems:
+        raise OpsError(f"Redis at {target.display_name} after restore: {'; '.join(problems)}")
+    expired = sum(applied.expired.values()) if applied else _expired_by_load(manifest, now)
+    result = RedisRestoreResult(
+        backup_id=backup_id,
+        target=target.display_name,
+        how=how,
+        seconds=round(seconds, 3),
+        keys_per_database={f"db{db}": n for db, n in sorted(now.items())},
+        expired_since_snapshot=expired,
+    )
+    _publish(result, store.url_for(keys.object), manifest)
+    return result
+
+
+def _expired_by_load(manifest: dict[str, object], now: dict[int, int]) -> int:
+    databases = manifest["databases"]
+    assert isinstance(databases, dict)
+    return sum(int(c["keys"]) for c in databases.values()) - sum(now.values())
+
+
+def _publish(result: RedisRestoreResult, url: str, manifest: dict[str, object]) -> None:
+    databases = manifest["databases"]
+    assert isinstance(databases, dict)
+    rows = "\n".join(
+        f"| db{db} | {c['keys']} | {result.keys_per_database.get(f'db{db}', 0)} |"
+        for db, c in sorted(databases.items(), key=lambda kv: int(kv[0]))
+    )
+    create_markdown_artifact(
+        key="redis-restore",
+        description=f"Redis snapshot {result.backup_id} restored into {result.target}",
+        markdown=f"""# Redis snapshot `{result.backup_id}` — restored
+
+| | |
+|---|---|
+| Snapshot | `{url}` |
+| Target | `{result.target}` |
+| How | {result.how} |
+| Duration | {result.seconds:.1f} s |
+| Keys whose TTL ran out since the snapshot | {result.expired_since_snapshot} |
+
+| database | keys in snapshot | keys now |
+|---|---|---|
+{rows}
+""",
+    )

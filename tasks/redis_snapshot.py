@@ -1,0 +1,370 @@
+"""Stream a Redis snapshot into an object store, hashing on the way, with key counts.
+
+Two methods, as the Redis block chooses:
+
+- `rdb`: `redis-cli --rdb -` takes the RDB file over the replication stream (the
+  server forks; nothing blocks). The bytes go to the store and, at the same time,
+  through `redis-check-rdb`, so a snapshot that does not check out is never called
+  complete and no second copy is kept on disk.
+- `logical`: SCAN with DUMP and PEXPIRETIME (PTTL before Redis 7), batch by batch, for every database that has
+  keys (see `tasks/redis_format.py`). Works where SYNC is refused (Redis Cloud,
+  ElastiCache). Memory is bounded by one SCAN batch.
+
+Neither uses KEYS or SAVE.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any, cast
+
+import redis
+
+from blocks.redis import RedisServer
+from feedback_ops.errors import OpsError, TransientError
+from tasks.object_store import CHUNK_SIZE, ChunkStream, HashingReader, ObjectStore
+from tasks.redis_format import (
+    MAGIC,
+    NO_EXPIRY,
+    end_record,
+    key_record,
+    select_record,
+)
+
+SCAN_BATCH = 1000
+RDB_FORMAT = "redis-rdb"
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    """What a finished snapshot stored and what is inside it."""
+
+    size: int
+    sha256: str
+    databases: dict[str, dict[str, int]]
+    """Per database number: `keys` and `expires` (keys with a TTL)."""
+    used_memory: int
+    redis_version: str
+    method: str
+    started_at: datetime
+    finished_at: datetime
+    tools: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> int:
+        """Keys in every database together."""
+        return sum(db["keys"] for db in self.databases.values())
+
+
+def explain_redis_error(exc: Exception, server: RedisServer) -> OpsError:
+    """A one-line, secret-free reason for a Redis failure; transient ones are marked."""
+    where = f"Redis at {server.display_name}"
+    text = " ".join(str(exc).split())
+    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
+        return OpsError(f"{where} rejected the login: wrong or missing password")
+    if isinstance(exc, redis.TimeoutError):
+        return TransientError(f"{where} did not answer in time: {text}")
+    if isinstance(exc, redis.ConnectionError):
+        if "refused" in text.lower():
+            return OpsError(f"{where} is unreachable: connection refused")
+        if "name or service not known" in text.lower():
+            return OpsError(f"{where} is unreachable: unknown host {server.host!r}")
+        return TransientError(f"{where}: connection lost: {text}")
+    if "NOPERM" in text or "unknown command" in text.lower():
+        return OpsError(f"{where} refused a command the snapshot needs: {text}")
+    return OpsError(f"{where}: {text}")
+
+
+@contextmanager
+def redis_errors(server: RedisServer) -> Iterator[None]:
+    """Turn redis-py's errors into one-line OpsErrors naming the server."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise explain_redis_error(exc, server) from None
+
+
+def client_for(server: RedisServer, db: int = 0) -> redis.Redis:
+    """A redis-py client for one database (bytes in, bytes out)."""
+    return redis.Redis(**server.client_kwargs(db))
+
+
+def keyspace(client: redis.Redis) -> dict[int, dict[str, int]]:
+    """`INFO keyspace`: keys and expires of every database that has keys."""
+    info: dict[str, Any] = client.info("keyspace")
+    spaces = {}
+    for name, stats in info.items():
+        if name.startswith("db") and name[2:].isdigit():
+            spaces[int(name[2:])] = {"keys": int(stats["keys"]), "expires": int(stats["expires"])}
+    return dict(sorted(spaces.items()))
+
+
+def server_facts(server: RedisServer) -> tuple[str, int]:
+    """The server's version and `used_memory`, read before the snapshot starts."""
+    client = client_for(server)
+    try:
+        with redis_errors(server):
+            info: dict[str, Any] = client.info("server") | client.info("memory")
+    finally:
+        client.close()
+    return str(info["redis_version"]), int(info["used_memory"])
+
+
+# --- logical -----------------------------------------------------------------------
+
+
+def logical_snapshot(server: RedisServer, store: ObjectStore, key: str) -> SnapshotResult:
+    """Write a logical snapshot of every database of `server` to `store` under `key`."""
+    version, used_memory = server_facts(server)
+    started = datetime.now(UTC)
+    databases: dict[str, dict[str, int]] = {}
+    reader = HashingReader(ChunkStream(logical_chunks(server, databases)))
+    store.upload_stream(key, reader)
+    digest = reader.digest
+    return SnapshotResult(
+        size=digest.size,
+        sha256=digest.sha256,
+        databases=databases,
+        used_memory=used_memory,
+        redis_version=version,
+        method="logical",
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        tools={"redis-py": redis.__version__, "server": version},
+    )
+
+
+def logical_chunks(server: RedisServer, databases: dict[str, dict[str, int]]) -> Iterator[bytes]:
+    """The snapshot file, one SCAN batch per chunk; fills `databases` as it goes."""
+    yield MAGIC
+    total = 0
+    first = client_for(server)
+    try:
+        with redis_errors(server):
+            numbers = list(keyspace(first))
+            version = str(first.info("server")["redis_version"])
+    finally:
+        first.close()
+    # PEXPIRETIME (Redis 7) gives the exact expiry the RDB would carry; older servers
+    # only say the time left, which is turned into a time here.
+    absolute = int(version.split(".")[0]) >= 7
+    for db in numbers:
+        client = client_for(server, db)
+        counts = {"keys": 0, "expires": 0}
+        try:
+            with redis_errors(server):
+                yield select_record(db)
+                for batch in _scan_batches(client):
+                    chunk = _dump_batch(client, batch, counts, absolute)
+                    if chunk:
+                        yield chunk
+        finally:
+            client.close()
+        databases[str(db)] = counts
+        total += counts["keys"]
+    yield end_record(total)
+
+
+def _scan_batches(client: redis.Redis) -> Iterator[list[bytes]]:
+    cursor = 0
+    while True:
+        cursor, keys = client.scan(cursor, count=SCAN_BATCH)
+        if keys:
+            # SCAN may repeat a key within one reply while the table shrinks.
+            yield list(dict.fromkeys(cast(list[bytes], keys)))
+        if cursor == 0:
+            return
+
+
+def _dump_batch(
+    client: redis.Redis, keys: list[bytes], counts: dict[str, int], absolute: bool
+) -> bytes:
+    pipe = client.pipeline(transaction=False)
+    for name in keys:
+        pipe.dump(name)
+        if absolute:
+            pipe.pexpiretime(name)
+        else:
+            pipe.pttl(name)
+    now_ms = 0 if absolute else time.time_ns() // 1_000_000
+    replies = pipe.execute()
+    out = bytearray()
+    for name, payload, ttl in zip(keys, replies[::2], replies[1::2], strict=True):
+        if payload is None or ttl == -2:
+            continue  # deleted or expired between SCAN and DUMP
+        if ttl >= 0:
+            expire = now_ms + ttl
+            counts["expires"] += 1
+        else:
+            expire = NO_EXPIRY
+        out += key_record(name, expire, payload)
+        counts["keys"] += 1
+    return bytes(out)
+
+
+# --- rdb ---------------------------------------------------------------------------
+
+
+def find_redis_tool(name: str) -> str:
+    """Path of `redis-cli` or `redis-check-rdb`.
+
+    Raises:
+        OpsError: the tool is not installed.
+    """
+    path = shutil.which(name)
+    if path is None:
+        raise OpsError(f"{name} is not installed (Debian package redis-tools)")
+    return path
+
+
+def tool_version(path: str) -> str:
+    """`redis-cli 7.0.15`."""
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
+def rdb_snapshot(server: RedisServer, store: ObjectStore, key: str) -> SnapshotResult:
+    """Stream the server's RDB file (`redis-cli --rdb`) to `store`, checked on the way by
+    `redis-check-rdb`, and count its keys per database from the file itself."""
+    cli = find_redis_tool("redis-cli")
+    checker = find_redis_tool("redis-check-rdb")
+    version, used_memory = server_facts(server)
+    started = datetime.now(UTC)
+    env = {"PATH": "/usr/bin:/bin", **server.cli_env()}
+    with (
+        tempfile.TemporaryFile() as cli_err,
+        tempfile.TemporaryFile() as check_out,
+    ):
+        proc = subprocess.Popen(
+            [cli, *server.cli_args(), "--rdb", "-"],
+            stdout=subprocess.PIPE,
+            stderr=cli_err,
+            env=env,
+        )
+        check = subprocess.Popen(
+            [checker, "/dev/stdin"], stdin=subprocess.PIPE, stdout=check_out, stderr=check_out
+        )
+        assert proc.stdout is not None and check.stdin is not None
+
+        def finish() -> None:
+            _finish_rdb(proc, check, cli_err, check_out, server)
+
+        reader = HashingReader(ChunkStream(_tee(proc.stdout, check.stdin)), on_eof=finish)
+        try:
+            store.upload_stream(key, reader)
+        finally:
+            for child in (proc, check):
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+        check_out.seek(0)
+        report = check_out.read().decode(errors="replace")
+    digest = reader.digest
+    databases = _rdb_databases(report, store, key)
+    return SnapshotResult(
+        size=digest.size,
+        sha256=digest.sha256,
+        databases=databases,
+        used_memory=used_memory,
+        redis_version=version,
+        method="rdb",
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        tools={"redis-cli": tool_version(cli), "server": version},
+    )
+
+
+def _tee(source: IO[bytes], checker: IO[bytes]) -> Iterator[bytes]:
+    """The RDB bytes, each chunk also written to `redis-check-rdb`."""
+    while chunk := source.read(CHUNK_SIZE):
+        # A checker that stopped early says why in its exit status, read at the end.
+        with suppress(BrokenPipeError):
+            checker.write(chunk)
+        yield chunk
+    with suppress(BrokenPipeError):
+        checker.close()
+
+
+def _finish_rdb(
+    proc: subprocess.Popen[bytes],
+    check: subprocess.Popen[bytes],
+    cli_err: IO[bytes],
+    check_out: IO[bytes],
+    server: RedisServer,
+) -> None:
+    """At the stream's end: both tools must have succeeded, or the upload is aborted."""
+    where = f"Redis at {server.display_name}"
+    if proc.wait() != 0:
+        cli_err.seek(0)
+        text = " ".join(cli_err.read().decode(errors="replace").split())
+        lower = text.lower()
+        if "refused" in lower and "connect" in lower:
+            raise OpsError(f"{where} is unreachable: connection refused")
+        if "auth" in lower or "wrongpass" in lower or "noauth" in lower:
+            raise OpsError(f"{where} rejected the login: wrong or missing password")
+        if "sync" in lower or "unknown command" in lower or "noperm" in lower:
+            raise OpsError(
+                f"{where} refused the replication stream (redis-cli --rdb): {text[-200:]}; "
+                "managed Redis needs snapshot_method 'logical'"
+            )
+        raise TransientError(f"redis-cli --rdb from {where} failed: {text[-300:]}")
+    if check.wait() != 0:
+        check_out.seek(0)
+        lines = check_out.read().decode(errors="replace").splitlines()
+        reason = next((line for line in lines if "RDB ERROR" not in line and "---" in line), "")
+        tail = " ".join(line.strip() for line in lines[-3:])
+        raise OpsError(f"redis-check-rdb rejected the RDB from {where}: {reason or tail}")
+
+
+_SELECT_LINE = re.compile(r"^\[offset (\d+)\] Selecting DB ID (\d+)$", re.MULTILINE)
+_INFO_LINE = re.compile(r"^\[info\] (\d+) (keys read|expires)$", re.MULTILINE)
+
+
+def _rdb_databases(report: str, store: ObjectStore, key: str) -> dict[str, dict[str, int]]:
+    """Keys and expires per database, from the RESIZEDB record after each SELECTDB.
+
+    redis-check-rdb prints the offset just past each SELECTDB; the RDB file carries
+    the database's key and expire counts right there, as Redis wrote them at the fork.
+
+    Raises:
+        OpsError: the counts are not where Redis puts them, or do not add up to the
+            keys redis-check-rdb read.
+    """
+    databases = {}
+    for offset, db in _SELECT_LINE.findall(report):
+        head = store.read_range(key, int(offset), 19)
+        if not head or head[0] != 0xFB:
+            raise OpsError(f"the RDB has no key counts after database {db} (not RDB v7+?)")
+        keys, pos = _rdb_length(head, 1)
+        expires, _ = _rdb_length(head, pos)
+        databases[db] = {"keys": keys, "expires": expires}
+    totals = {name: int(n) for n, name in _INFO_LINE.findall(report)}
+    if sum(d["keys"] for d in databases.values()) != totals.get("keys read"):
+        raise OpsError(
+            f"the RDB's key counts ({databases}) do not add up to the "
+            f"{totals.get('keys read')} keys redis-check-rdb read"
+        )
+    return databases
+
+
+def _rdb_length(data: bytes, pos: int) -> tuple[int, int]:
+    """One RDB length encoding at `pos`: (value, position after it)."""
+    first = data[pos]
+    kind = first >> 6
+    if kind == 0:
+        return first & 0x3F, pos + 1
+    if kind == 1:
+        return ((first & 0x3F) << 8) | data[pos + 1], pos + 2
+    if first == 0x80:
+        return int.from_bytes(data[pos + 1 : pos + 5], "big"), pos + 5
+    if first == 0x81:
+        return int.from_bytes(data[pos + 1 : pos + 9], "big"), pos + 9
+    raise OpsError(f"unexpected RDB length encoding {first:#x}")
