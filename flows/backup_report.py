@@ -30,10 +30,9 @@ from tasks.notify import Alert, ops_catalog, raise_alert, resolve_alert
 from tasks.object_store import ObjectStore, S3Store
 
 # Runbook: daily database backups (26 h leaves two hours for a late run) and Redis
-# snapshots every six hours (7 h). A kind with no backup at all is only checked once
-# its flow exists: Redis snapshots are not taken by this project yet.
+# snapshots every six hours (7 h). Having none at all fails the check too.
 MAX_AGE = {"database": timedelta(hours=26), "redis": timedelta(hours=7)}
-REQUIRED_KINDS = ("database",)
+REQUIRED_KINDS = ("database", "redis")
 
 
 @dataclass(frozen=True)

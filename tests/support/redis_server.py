@@ -4,7 +4,7 @@
 lists, sets, sorted sets, streams with consumer groups), in every encoding Redis picks
 by size (int/embstr/raw strings, listpack and hashtable hashes, intset and hashtable
 sets, listpack and skiplist sorted sets, quicklists), half of them with a TTL, across
-several databases. `contents` reads a keyspace back as plain values for comparison.
+several databases. `dumps` and `values` read a keyspace back for comparison.
 """
 
 from __future__ import annotations
@@ -97,6 +97,8 @@ def redis_server(*extra: str, password: str | None = None) -> Iterator[RedisProc
             "--save", "",
             "--appendonly", "no",
             "--databases", "16",
+            # Replicas (redis-cli --rdb) get the RDB at once, not after the 5 s default.
+            "--repl-diskless-sync-delay", "0",
             *(("--requirepass", password) if password else ()),
             *extra,
         ]  # fmt: skip
@@ -156,32 +158,43 @@ def _write(pipe: Any, key: str, kind: str, n: int, rng: random.Random) -> None:
             pipe.xgroup_create(key, "dashboard", id="0")
 
 
-def contents(server: RedisProcess) -> dict[tuple[int, bytes], tuple[str, Any, int]]:
-    """Every key of every database as (type, value, absolute expiry ms or -1)."""
-    found: dict[tuple[int, bytes], tuple[str, Any, int]] = {}
-    info = server.client().info("keyspace")
-    for name in info:
+def dumps(server: RedisProcess) -> dict[tuple[int, bytes], tuple[bytes, int]]:
+    """Every key of every database as (DUMP payload, absolute expiry ms or -1)."""
+    found: dict[tuple[int, bytes], tuple[bytes, int]] = {}
+    for name in server.client().info("keyspace"):
         db = int(name[2:])
         client = server.client(db)
         keys = list(client.scan_iter(count=1000))
-        for start in range(0, len(keys), 500):
-            batch = keys[start : start + 500]
+        for start in range(0, len(keys), 1000):
+            batch = keys[start : start + 1000]
             pipe = client.pipeline(transaction=False)
             for key in batch:
-                pipe.type(key)
+                pipe.dump(key)
                 pipe.pexpiretime(key)
-            meta = pipe.execute()
-            pipe = client.pipeline(transaction=False)
-            kinds = [k.decode() for k in meta[::2]]
-            for key, kind in zip(batch, kinds, strict=True):
-                _read(pipe, key, kind)
-            values = pipe.execute()
-            cursor = 0
-            for key, kind, expiry in zip(batch, kinds, meta[1::2], strict=True):
-                width = 2 if kind == "stream" else 1
-                value = values[cursor : cursor + width]
-                cursor += width
-                found[(db, key)] = (kind, _plain(kind, value), expiry)
+            replies = pipe.execute()
+            for key, payload, expiry in zip(batch, replies[::2], replies[1::2], strict=True):
+                found[(db, key)] = (payload, expiry)
+        client.close()
+    return found
+
+
+def values(server: RedisProcess, keys: list[tuple[int, bytes]]) -> dict[Any, tuple[str, Any]]:
+    """(type, value) of each key, read with the type's own commands, order-free."""
+    found: dict[Any, tuple[str, Any]] = {}
+    for db in {db for db, _key in keys}:
+        client = server.client(db)
+        mine = [key for d, key in keys if d == db]
+        pipe = client.pipeline(transaction=False)
+        for key in mine:
+            pipe.type(key)
+        kinds = [kind.decode() for kind in pipe.execute()]
+        pipe = client.pipeline(transaction=False)
+        for key, kind in zip(mine, kinds, strict=True):
+            _read(pipe, key, kind)
+        replies = iter(pipe.execute())
+        for key, kind in zip(mine, kinds, strict=True):
+            value = [next(replies) for _ in range(2 if kind == "stream" else 1)]
+            found[(db, key)] = (kind, _plain(kind, value))
         client.close()
     return found
 
