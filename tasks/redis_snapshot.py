@@ -6,9 +6,9 @@ Two methods, as the Redis block chooses:
   server forks; nothing blocks). The bytes go to the store and, at the same time,
   through `redis-check-rdb`, so a snapshot that does not check out is never called
   complete and no second copy is kept on disk.
-- `logical`: SCAN with DUMP and PEXPIRETIME (PTTL before Redis 7), batch by batch, for every database that has
-  keys (see `tasks/redis_format.py`). Works where SYNC is refused (Redis Cloud,
-  ElastiCache). Memory is bounded by one SCAN batch.
+- `logical`: SCAN with DUMP and PEXPIRETIME (PTTL before Redis 7), batch by batch,
+  for every database that has keys (see `tasks/redis_format.py`). Works where SYNC is
+  refused (Redis Cloud, ElastiCache). Memory is bounded by one SCAN batch.
 
 Neither uses KEYS or SAVE.
 """
@@ -191,7 +191,7 @@ def _dump_batch(
     for name in keys:
         pipe.dump(name)
         if absolute:
-            pipe.pexpiretime(name)
+            pipe.pexpiretime(name)  # type: ignore[arg-type]  # keys are bytes
         else:
             pipe.pttl(name)
     now_ms = 0 if absolute else time.time_ns() // 1_000_000

@@ -9,9 +9,11 @@ from typing import Any
 
 import psycopg
 from support import s3
+from support.redis_server import fill, redis_server
 
 from flows.backup_report import backup_report
 from flows.database_backup import database_backup
+from flows.redis_snapshot import redis_snapshot
 
 
 def alerts(url: str) -> list[tuple[Any, ...]]:
@@ -35,6 +37,10 @@ def test_all_checks_pass_then_a_missing_replica_and_an_old_backup_are_flagged(
     report_params = {k: params[k] for k in ("storage_block", "ops_database_block")}
     try:
         backup = database_backup(**params)
+        with redis_server() as cache:
+            fill(cache, 50)
+            redis_block = save_blocks(REDIS_URL=cache.url)["redis_block"]
+            redis_snapshot(redis_block=redis_block, **report_params)
         created = datetime.fromisoformat(
             json.loads(
                 client.get_object(
@@ -46,8 +52,9 @@ def test_all_checks_pass_then_a_missing_replica_and_an_old_backup_are_flagged(
             )["created_at"]
         )
         fine = backup_report(**report_params, as_of=created + timedelta(hours=1))
-        assert fine.failed == [] and fine.backups == 1
-        assert fine.checks == 4  # age, replica, encryption at the primary and the replica
+        assert fine.failed == [] and fine.backups == 2
+        # Per kind: age, replica, encryption at the primary and at the replica.
+        assert fine.checks == 8
         assert alerts(platform_db) == []
 
         key = backup.locations[1].removeprefix(f"s3://{gothenburg}/")
@@ -56,17 +63,19 @@ def test_all_checks_pass_then_a_missing_replica_and_an_old_backup_are_flagged(
         flagged = backup_report(**report_params, as_of=late)
 
         assert sorted(flagged.failed) == sorted(
-            ["database-age", f"replica:s3://{gothenburg}/platform:database"]
+            ["database-age", "redis-age", f"replica:s3://{gothenburg}/platform:database"]
         )
         raised = alerts(platform_db)
         assert [(k, s) for k, s, _ in raised] == [
             ("backup-report:database-age", "critical"),
+            ("backup-report:redis-age", "high"),
             (f"backup-report:replica:s3://{gothenburg}/platform:database", "high"),
         ]
         assert raised[0][2] == (
             "newest database backup is 27.0 h old: older than 26 h, the RPO is breached"
         )
-        assert raised[1][2] == f"s3://{gothenburg}/{key} is missing"
+        assert raised[1][2].endswith("older than 7 h, the RPO is breached")
+        assert raised[2][2] == f"s3://{gothenburg}/{key} is missing"
     finally:
         s3.empty_and_delete_bucket(client, gothenburg)
 
@@ -84,7 +93,7 @@ def test_an_unencrypted_object_is_flagged(
     result = backup_report(storage_block=params["storage_block"],
                            ops_database_block=params["ops_database_block"])  # fmt: skip
 
-    assert result.failed == [f"encryption:s3://{s3_bucket}:database"]
+    assert result.failed == ["redis-age", f"encryption:s3://{s3_bucket}:database"]
 
 
 def test_no_backup_at_all_is_critical(platform_db: str, tmp_path: Path, save_blocks: Any) -> None:
@@ -92,7 +101,8 @@ def test_no_backup_at_all_is_critical(platform_db: str, tmp_path: Path, save_blo
     result = backup_report(
         storage_block=params["storage_block"], ops_database_block=params["ops_database_block"]
     )
-    assert result.failed == ["database-age"] and result.backups == 0
+    assert result.failed == ["database-age", "redis-age"] and result.backups == 0
     assert [(k, s, m) for k, s, m in alerts(platform_db)] == [
-        ("backup-report:database-age", "critical", "no database backup at all")
+        ("backup-report:database-age", "critical", "no database backup at all"),
+        ("backup-report:redis-age", "high", "no redis backup at all"),
     ]
