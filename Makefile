@@ -37,11 +37,15 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# pg_dump and pg_restore must be installed for the backups themselves.
+# pg_dump and pg_restore must be installed for the backups themselves, redis-cli and
+# redis-check-rdb for RDB snapshots of Redis.
 tools:
 	@command -v pg_dump >/dev/null && command -v pg_restore >/dev/null || { \
 	  echo "installing postgresql-client"; \
 	  apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null; }
+	@command -v redis-cli >/dev/null && command -v redis-check-rdb >/dev/null || { \
+	  echo "installing redis-tools"; \
+	  apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null; }
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

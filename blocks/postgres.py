@@ -54,12 +54,16 @@ class PostgresDatabase(Block):
         if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
             raise ConfigError(
                 f"{variable} must be a postgresql://user:password@host:port/database URL, "
-                f"got scheme {parts.scheme or '(none)'!r}"
+                f"got scheme {parts.scheme if '://' in url else '(none)'!r}"
             )
         try:
             port = parts.port or 5432
-        except ValueError as exc:
-            raise ConfigError(f"{variable} has an invalid port: {exc}") from None
+        except ValueError:
+            # The parser's own message could quote part of a password that holds an
+            # unencoded / # or ?: name the likely cause instead.
+            raise ConfigError(
+                f"{variable} has an invalid port (a password with / # ? @ must be percent-encoded)"
+            ) from None
         query = parse_qs(parts.query)
         return cls(
             host=parts.hostname or "127.0.0.1",

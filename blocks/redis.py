@@ -80,12 +80,16 @@ class RedisServer(Block):
         if parts.scheme not in ("redis", "rediss"):
             raise ConfigError(
                 f"{variable} must be a redis://[user:password@]host:port URL, "
-                f"got scheme {parts.scheme or '(none)'!r}"
+                f"got scheme {parts.scheme if '://' in url else '(none)'!r}"
             )
         try:
             port = parts.port or 6379
-        except ValueError as exc:
-            raise ConfigError(f"{variable} has an invalid port: {exc}") from None
+        except ValueError:
+            # The parser's own message could quote part of a password that holds an
+            # unencoded / # or ?: name the likely cause instead.
+            raise ConfigError(
+                f"{variable} has an invalid port (a password with / # ? @ must be percent-encoded)"
+            ) from None
         return cls(
             host=parts.hostname or "127.0.0.1",
             port=port,

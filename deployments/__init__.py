@@ -17,6 +17,7 @@ from flows.backup_report import backup_report
 from flows.backup_retention import backup_retention
 from flows.backup_verify import backup_verify
 from flows.backups_resync import backups_resync
+from flows.config_backup import app_config_backup, pos_config_backup
 from flows.database_backup import database_backup
 from flows.database_restore import database_restore
 from flows.redis_restore import redis_restore
@@ -70,6 +71,18 @@ def all_deployments() -> list[DeploymentSpec]:
             redis_snapshot,
             "every-6h",
             (at_hours((0, 6, 12, 18)),),
+            tags=("backup", "runbook:backup-recovery"),
+        ),
+        DeploymentSpec(
+            pos_config_backup,
+            "daily-0300",
+            (daily_at(3, 0),),
+            tags=("backup", "runbook:backup-recovery"),
+        ),
+        DeploymentSpec(
+            app_config_backup,
+            "daily-0400",
+            (daily_at(4, 0),),
             tags=("backup", "runbook:backup-recovery"),
         ),
         DeploymentSpec(

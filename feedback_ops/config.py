@@ -23,9 +23,12 @@ from pydantic import SecretStr, ValidationError
 from blocks import BackupStorage, PostgresDatabase, load_block
 from blocks.channels import EmailAlerts, PagerDutyAlerts, SlackAlerts, SmsAlerts
 from blocks.contacts import EscalationContacts
+from blocks.encryption import ConfigBackupKey
+from blocks.pos import PosProviders
 from blocks.redis import RedisServer
 from feedback_ops.errors import ConfigError
 from tasks.object_store import parse_location
+from tasks.sealing import parse_key
 
 PLATFORM_DATABASE_BLOCK = "platform-postgres"
 OPS_DATABASE_BLOCK = "ops-postgres"
@@ -36,6 +39,8 @@ PAGERDUTY_BLOCK = "pagerduty-alerts"
 SMS_BLOCK = "sms-alerts"
 CONTACTS_BLOCK = "escalation-contacts"
 REDIS_BLOCK = "platform-redis"
+POS_PROVIDERS_BLOCK = "pos-providers"
+CONFIG_KEY_BLOCK = "config-backup-key"
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,21 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("REDIS_DATA_DIR", "", "Self-hosted Redis: its data directory, as seen here."),
     Variable("REDIS_STOP_COMMAND", "", "Self-hosted Redis: command that stops it."),
     Variable("REDIS_START_COMMAND", "", "Self-hosted Redis: command that starts it."),
+    Variable(
+        "CONFIG_BACKUP_KEY",
+        "",
+        "base64 AES-256 key sealing secrets in configuration backups; unset: left out.",
+        secret=True,
+    ),
+    Variable("SQUARE_ACCESS_TOKEN", "", "Square API access token.", secret=True),
+    Variable("SQUARE_API_URL", "https://connect.squareup.com", "Square API base URL."),
+    Variable("SHOPIFY_SHOP_DOMAIN", "", "The Shopify shop, e.g. feedback.myshopify.com."),
+    Variable("SHOPIFY_ACCESS_TOKEN", "", "Shopify Admin API access token.", secret=True),
+    Variable("SHOPIFY_API_URL", "", "Shopify API base URL (default: https://<shop domain>)."),
+    Variable("ZETTLE_CLIENT_ID", "", "Zettle OAuth client id."),
+    Variable("ZETTLE_API_KEY", "", "Zettle API key (JWT-bearer assertion).", secret=True),
+    Variable("ZETTLE_OAUTH_URL", "https://oauth.zettle.com", "Zettle OAuth base URL."),
+    Variable("ZETTLE_PUSHER_URL", "https://pusher.izettle.com", "Zettle Pusher API base URL."),
     Variable("BACKUP_URL", "file://$FEEDBACK_OPS_STATE_DIR/backups", "Primary backup location."),
     Variable("BACKUP_REPLICA_URLS", "", "Comma-separated replica locations."),
     Variable("S3_ENDPOINT_URL", "", "S3-compatible endpoint (MinIO); empty for AWS."),
@@ -141,6 +161,39 @@ def _redis(env: Mapping[str, str]) -> dict[str, Any]:
             except ValueError as exc:
                 raise ConfigError(f"{variable} is not a valid command line: {exc}") from None
     return fields
+
+
+_POS_FIELDS = (
+    ("SQUARE_ACCESS_TOKEN", "square_access_token", "secret"),
+    ("SQUARE_API_URL", "square_api_url", "str"),
+    ("SHOPIFY_SHOP_DOMAIN", "shopify_shop_domain", "str"),
+    ("SHOPIFY_ACCESS_TOKEN", "shopify_access_token", "secret"),
+    ("SHOPIFY_API_URL", "shopify_api_url", "str"),
+    ("ZETTLE_CLIENT_ID", "zettle_client_id", "str"),
+    ("ZETTLE_API_KEY", "zettle_api_key", "secret"),
+    ("ZETTLE_OAUTH_URL", "zettle_oauth_url", "str"),
+    ("ZETTLE_PUSHER_URL", "zettle_pusher_url", "str"),
+)
+
+
+def _pos(env: Mapping[str, str]) -> dict[str, Any]:
+    fields = {
+        name: _convert(variable, env[variable], kind)
+        for variable, name, kind in _POS_FIELDS
+        if variable in env
+    }
+    # An empty URL means the provider's own default, not "no URL".
+    return {k: v for k, v in fields.items() if v is not None or not k.endswith("_url")}
+
+
+def _config_key(env: Mapping[str, str]) -> dict[str, Any]:
+    if "CONFIG_BACKUP_KEY" not in env:
+        return {}
+    text = env["CONFIG_BACKUP_KEY"]
+    if not text:
+        return {"key": None}
+    parse_key(text)
+    return {"key": SecretStr(text)}
 
 
 def _storage(env: Mapping[str, str]) -> dict[str, Any]:
@@ -275,6 +328,8 @@ BLOCK_SPECS: tuple[BlockSpec, ...] = (
     BlockSpec(PLATFORM_DATABASE_BLOCK, PostgresDatabase, _platform, lambda env: PostgresDatabase()),
     BlockSpec(OPS_DATABASE_BLOCK, PostgresDatabase, _ops, lambda env: PostgresDatabase()),
     BlockSpec(REDIS_BLOCK, RedisServer, _redis, lambda env: RedisServer()),
+    BlockSpec(POS_PROVIDERS_BLOCK, PosProviders, _pos, lambda env: PosProviders()),
+    BlockSpec(CONFIG_KEY_BLOCK, ConfigBackupKey, _config_key, lambda env: ConfigBackupKey()),
     BlockSpec(
         BACKUP_STORAGE_BLOCK,
         BackupStorage,

@@ -29,13 +29,15 @@ from tasks.manifest import load_manifest, manifest_keys, object_key_of
 from tasks.notify import Alert, ops_catalog, raise_alert, resolve_alert
 from tasks.object_store import ObjectStore, S3Store
 
-# Runbook: daily database backups (26 h leaves two hours for a late run) and Redis
-# snapshots every six hours (7 h). Having none at all fails the check too. A stale
-# database backup breaches the platform's RPO (critical); a stale cache snapshot is
-# high.
+# Runbook: daily database and configuration backups (26 h leaves two hours for a late
+# run) and Redis snapshots every six hours (7 h). Having none at all fails the check
+# too. A stale database backup breaches the platform's RPO (critical); a stale cache
+# snapshot or configuration bundle is high.
 MAX_AGE: dict[str, tuple[timedelta, Severity]] = {
     "database": (timedelta(hours=26), Severity.CRITICAL),
     "redis": (timedelta(hours=7), Severity.HIGH),
+    "pos-config": (timedelta(hours=26), Severity.HIGH),
+    "app-config": (timedelta(hours=26), Severity.HIGH),
 }
 
 

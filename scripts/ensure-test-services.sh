@@ -98,7 +98,8 @@ if [ -z "${TEST_DATABASE_URL:-}" ] && command -v psql >/dev/null 2>&1 \
 fi
 
 # --- Redis binaries (no shared server) -------------------------------------------------------
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1 \
+    || ! command -v redis-check-rdb >/dev/null 2>&1; then
     # Keep the package from starting a shared redis-server: a policy-rc.d that says "no",
     # unless the machine already has one (then its own policy applies).
     policy=/usr/sbin/policy-rc.d

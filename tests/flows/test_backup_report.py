@@ -12,6 +12,7 @@ from support import s3
 from support.redis_server import fill, redis_server
 
 from flows.backup_report import backup_report
+from flows.config_backup import app_config_backup, pos_config_backup
 from flows.database_backup import database_backup
 from flows.redis_snapshot import redis_snapshot
 
@@ -41,6 +42,10 @@ def test_all_checks_pass_then_a_missing_replica_and_an_old_backup_are_flagged(
             fill(cache, 50)
             redis_block = save_blocks(REDIS_URL=cache.url)["redis_block"]
             redis_snapshot(redis_block=redis_block, **report_params)
+        prefix = params["storage_block"].removesuffix("backup-storage")
+        config_params = params | {"key_block": f"{prefix}config-backup-key"}
+        pos_config_backup(**config_params, providers_block=f"{prefix}pos-providers")
+        app_config_backup(**config_params)
         created = datetime.fromisoformat(
             json.loads(
                 client.get_object(
@@ -52,9 +57,9 @@ def test_all_checks_pass_then_a_missing_replica_and_an_old_backup_are_flagged(
             )["created_at"]
         )
         fine = backup_report(**report_params, as_of=created + timedelta(hours=1))
-        assert fine.failed == [] and fine.backups == 2
+        assert fine.failed == [] and fine.backups == 4
         # Per kind: age, replica, encryption at the primary and at the replica.
-        assert fine.checks == 8
+        assert fine.checks == 16
         assert alerts(platform_db) == []
 
         key = backup.locations[1].removeprefix(f"s3://{gothenburg}/")
@@ -63,19 +68,27 @@ def test_all_checks_pass_then_a_missing_replica_and_an_old_backup_are_flagged(
         flagged = backup_report(**report_params, as_of=late)
 
         assert sorted(flagged.failed) == sorted(
-            ["database-age", "redis-age", f"replica:s3://{gothenburg}/platform:database"]
+            [
+                "database-age",
+                "redis-age",
+                "pos-config-age",
+                "app-config-age",
+                f"replica:s3://{gothenburg}/platform:database",
+            ]
         )
         raised = alerts(platform_db)
         assert [(k, s) for k, s, _ in raised] == [
+            ("backup-report:app-config-age", "high"),
             ("backup-report:database-age", "critical"),
+            ("backup-report:pos-config-age", "high"),
             ("backup-report:redis-age", "high"),
             (f"backup-report:replica:s3://{gothenburg}/platform:database", "high"),
         ]
-        assert raised[0][2] == (
+        assert raised[1][2] == (
             "newest database backup is 27.0 h old: older than 26 h, the RPO is breached"
         )
-        assert raised[1][2].endswith("older than 7 h, the RPO is breached")
-        assert raised[2][2] == f"s3://{gothenburg}/{key} is missing"
+        assert raised[3][2].endswith("older than 7 h, the RPO is breached")
+        assert raised[4][2] == f"s3://{gothenburg}/{key} is missing"
     finally:
         s3.empty_and_delete_bucket(client, gothenburg)
 
@@ -93,7 +106,12 @@ def test_an_unencrypted_object_is_flagged(
     result = backup_report(storage_block=params["storage_block"],
                            ops_database_block=params["ops_database_block"])  # fmt: skip
 
-    assert result.failed == ["redis-age", f"encryption:s3://{s3_bucket}:database"]
+    assert result.failed == [
+        "redis-age",
+        "pos-config-age",
+        "app-config-age",
+        f"encryption:s3://{s3_bucket}:database",
+    ]
 
 
 def test_no_backup_at_all_is_critical(platform_db: str, tmp_path: Path, save_blocks: Any) -> None:
@@ -101,8 +119,11 @@ def test_no_backup_at_all_is_critical(platform_db: str, tmp_path: Path, save_blo
     result = backup_report(
         storage_block=params["storage_block"], ops_database_block=params["ops_database_block"]
     )
-    assert result.failed == ["database-age", "redis-age"] and result.backups == 0
+    assert result.failed == ["database-age", "redis-age", "pos-config-age", "app-config-age"]
+    assert result.backups == 0
     assert [(k, s, m) for k, s, m in alerts(platform_db)] == [
+        ("backup-report:app-config-age", "high", "no app-config backup at all"),
         ("backup-report:database-age", "critical", "no database backup at all"),
+        ("backup-report:pos-config-age", "high", "no pos-config backup at all"),
         ("backup-report:redis-age", "high", "no redis backup at all"),
     ]

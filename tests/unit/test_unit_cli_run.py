@@ -52,8 +52,9 @@ def test_unknown_flow(run: Callable[..., tuple[int, dict[str, Any]]]) -> None:
         "flow_run_id": None,
         "state": "Failed",
         "message": (
-            "unknown flow 'nope'; known: alert-acknowledge, alert-escalation, backup-report, "
-            "backup-retention, backup-verify, backups-resync, database-backup, database-restore"
+            "unknown flow 'nope'; known: alert-acknowledge, alert-escalation, app-config-backup, "
+            "backup-report, backup-retention, backup-verify, backups-resync, database-backup, "
+            "database-restore, pos-config-backup, redis-restore, redis-snapshot"
         ),
     }
     assert code != 0

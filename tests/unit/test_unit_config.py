@@ -53,8 +53,11 @@ def test_defaults(tmp_path: Path) -> None:
     assert set(blocks) == {
         "platform-postgres",
         "ops-postgres",
+        "platform-redis",
         "backup-storage",
         "escalation-contacts",
+        "pos-providers",
+        "config-backup-key",
     }
     for db in (platform(blocks), ops(blocks)):
         assert (db.host, db.port, db.database, db.username) == (

@@ -14,7 +14,15 @@ SLACK = "https://hooks.slack.com/services/T000/B000/abcdefghijkl"
 
 def test_no_channel_variables_means_no_channel_blocks() -> None:
     names = set(blocks_from_env({}))
-    assert names == {"platform-postgres", "ops-postgres", "backup-storage", "escalation-contacts"}
+    assert names == {
+        "platform-postgres",
+        "ops-postgres",
+        "platform-redis",
+        "backup-storage",
+        "escalation-contacts",
+        "pos-providers",
+        "config-backup-key",
+    }
 
 
 def test_every_channel_from_the_environment() -> None:
