@@ -90,15 +90,23 @@ def redis_restore(
     store = load_block(BackupStorage, storage_block).primary()
     manifest, keys = find_manifest(store, backup_id, before, kind="redis")
     backup_id = str(manifest["id"])
+    runbook_path = target.self_hosted and manifest["format"] != CONTENT_FORMAT
     with system_lock(lock_name("redis", target.display_name)):
-        present = target_keys(target)
+        try:
+            present = target_keys(target)
+        except OpsError as exc:
+            if not runbook_path:
+                raise
+            # A crashed self-hosted server is what the runbook's recovery is for.
+            logger.warning("%s; restoring its data file and starting it", exc)
+            present = {}
         if present and not overwrite:
             raise OpsError(
                 f"Redis at {target.display_name} holds {sum(present.values())} keys "
                 f"(databases {', '.join(f'db{d}' for d in present)}); "
                 "run with overwrite=True to replace them"
             )
-        if present and not (target.self_hosted and manifest["format"] != CONTENT_FORMAT):
+        if present and not runbook_path:
             logger.warning("Emptying %s (overwrite=True)", target.display_name)
             flush_all(target)
         started = time.monotonic()

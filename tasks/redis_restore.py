@@ -203,7 +203,13 @@ def replace_self_hosted(target: RedisServer, rdb_file: Path) -> None:
     assert target.data_dir
     _refuse_aof(target)
     destination = Path(target.data_dir, target.rdb_filename)
-    _run(target.stop_command, "stop")
+    try:
+        _run(target.stop_command, "stop")
+    except OpsError:
+        # A stop command may fail because the server is down already (a crash is when
+        # this restore is needed): only a server that still answers is a real failure.
+        if _answers(target):
+            raise
     staged = destination.with_name(f".{destination.name}.restoring")
     try:
         shutil.copyfile(rdb_file, staged)
@@ -217,6 +223,16 @@ def replace_self_hosted(target: RedisServer, rdb_file: Path) -> None:
         # The server goes back up whatever happened: a cache that is down is worse.
         _run(target.start_command, "start")
     wait_until_loaded(target)
+
+
+def _answers(server: RedisServer) -> bool:
+    client = client_for(server)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
 
 
 def _refuse_aof(target: RedisServer) -> None:

@@ -4,6 +4,7 @@ and S3 (moto): 100k keys of every type by both methods, restored identical."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,12 @@ def test_rdb_restore_into_a_self_hosted_server_follows_the_runbook(
         assert (target.dir / "dump.rdb").read_bytes() == next(
             (tmp_path / "b").rglob("*.rdb")
         ).read_bytes()
+        same_contents(source, target)
+
+        # A crashed self-hosted server: the runbook's recovery brings it back with the data.
+        subprocess.run(target.stop_command, check=True, capture_output=True)
+        again = redis_restore(target_block=target_block, storage_block=params["storage_block"])
+        assert again.keys_per_database == result.keys_per_database
         same_contents(source, target)
 
 
