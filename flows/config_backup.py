@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from prefect import flow, task
@@ -47,6 +47,7 @@ from tasks.pos_webhooks import all_subscriptions
 from tasks.retry import RETRY_DELAYS, retry_if_transient
 from tasks.sealing import ALGORITHM, SealCount, key_id, seal
 
+T = TypeVar("T")
 BUNDLE_FORMAT = 1
 CONTENT_FORMAT = "config-bundle-json-v1"
 # The platform's configuration tables; one that does not exist is listed as absent.
@@ -110,9 +111,13 @@ def read_prefect_configuration() -> tuple[dict[str, Any], dict[str, Any], set[st
     """The project's block documents (secrets included, to be sealed) and deployments;
     and the JSON paths of the blocks' declared secret fields."""
     with get_client(sync_client=True) as client:
-        documents = client.read_block_documents(include_secrets=True)
-        flows = {f.id: f.name for f in client.read_flows()}
-        deployments = client.read_deployments()
+        documents = _every(
+            lambda offset: client.read_block_documents(
+                offset=offset, limit=PAGE, include_secrets=True
+            )
+        )
+        flows = {f.id: f.name for f in _every(lambda o: client.read_flows(offset=o, limit=PAGE))}
+        deployments = _every(lambda o: client.read_deployments(offset=o, limit=PAGE))
     blocks: dict[str, Any] = {}
     secret_paths: set[str] = set()
     for doc in sorted(documents, key=lambda d: d.name or ""):
@@ -135,6 +140,19 @@ def read_prefect_configuration() -> tuple[dict[str, Any], dict[str, Any], set[st
                           for s in dep.schedules],
         }  # fmt: skip
     return blocks, served, secret_paths
+
+
+PAGE = 200  # the API's own default and maximum page size
+
+
+def _every(read_page: Callable[[int], list[T]]) -> list[T]:
+    """Every item of a paged API read: the server returns at most a page at a time."""
+    items: list[T] = []
+    while True:
+        page = read_page(len(items))
+        items += page
+        if len(page) < PAGE:
+            return items
 
 
 def _plain(value: Any) -> Any:
@@ -168,8 +186,17 @@ def _bundle(
         "sections": sealed_sections,
     }
     data = (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-    sizes = {name: len(value) if value is not None else 0 for name, value in sections.items()}
+    sizes = {name: _items(value) for name, value in sections.items()}
     return data, sizes, count
+
+
+def _items(section: Any) -> int:
+    """Rows, blocks or deployments in a section; subscriptions for the providers'."""
+    if isinstance(section, dict) and all(
+        isinstance(v, dict) and "subscriptions" in v for v in section.values()
+    ):
+        return sum(len(v["subscriptions"]) for v in section.values())
+    return len(section) if section is not None else 0
 
 
 def _producer(

@@ -31,8 +31,12 @@ from tasks.redis_snapshot import (
     client_for,
     keyspace,
     logical_chunks,
+    pack,
     redis_errors,
+    roundtrip,
 )
+
+_REPLACE = (b"REPLACE", b"ABSTTL")
 
 RESTORE_BATCH_KEYS = 1000
 RESTORE_BATCH_BYTES = 8 * 1024 * 1024
@@ -76,18 +80,19 @@ def restore_stream(target: RedisServer, chunks: Iterable[bytes]) -> Applied:
         with redis_errors(target):
             for db, batch in _batches(read_records(chunks)):
                 client = clients.get(db) or clients.setdefault(db, client_for(target, db))
-                pipe = client.pipeline(transaction=False)
                 now_ms = time.time_ns() // 1_000_000
-                sent = 0
+                commands = []
                 for record in batch:
                     if record.expire_at_ms != NO_EXPIRY and record.expire_at_ms <= now_ms:
                         applied.expired[db] = applied.expired.get(db, 0) + 1
                         continue
                     ttl = 0 if record.expire_at_ms == NO_EXPIRY else record.expire_at_ms
-                    pipe.restore(record.key, ttl, record.payload, replace=True, absttl=True)
-                    sent += 1
+                    commands.append(
+                        pack(b"RESTORE", record.key, b"%d" % ttl, record.payload, *_REPLACE)
+                    )
+                sent = len(commands)
                 if sent:
-                    pipe.execute()
+                    roundtrip(client, b"".join(commands), sent)
                 applied.restored[db] = applied.restored.get(db, 0) + sent
     finally:
         for client in clients.values():

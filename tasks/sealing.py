@@ -80,14 +80,24 @@ def seal(
     """A copy of `document` with every secret sealed (or redacted without a key).
 
     A value is a secret when its JSON path is in `secret_paths` (e.g. a block's
-    declared secret fields) or its field name matches SECRET_NAME.
+    declared secret fields), its field name matches SECRET_NAME, or it is the `value`
+    of a row whose `key`, `name` or `setting` matches SECRET_NAME.
     """
     count = count if count is not None else SealCount()
     if isinstance(document, dict):
         out = {}
+        # A settings row names its secret in another column: {"key": "smtp_password",
+        # "value": "…"} holds a secret in `value`.
+        named = any(
+            isinstance(document.get(label), str) and SECRET_NAME.search(document[label])
+            for label in ("key", "name", "setting")
+        )
         for name, value in document.items():
             where = f"{path}/{name}"
-            if value is not None and (where in secret_paths or SECRET_NAME.search(str(name))):
+            secret = where in secret_paths or SECRET_NAME.search(str(name))
+            if named and name == "value":
+                secret = True
+            if value is not None and secret:
                 out[name] = _seal_value(value, key, where, count)
             else:
                 out[name] = seal(value, key, secret_paths, count, where)

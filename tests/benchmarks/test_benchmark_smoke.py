@@ -42,3 +42,34 @@ def test_benchmark_runs_and_prints_its_ratio(
     assert ratio and float(ratio.group(1)) > 0, out.stdout
     assert rss and int(rss.group(1)) > 0, out.stdout
     assert list(tmp_path.iterdir()) == []  # its temporary folder is gone
+
+
+@pytest.mark.timeout(300)
+def test_redis_snapshot_benchmark_runs_and_prints_its_ratios(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    """Both methods and the raw tool run once on 2000 keys; nothing is left behind."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "redis_snapshot.py"),
+            "--keys",
+            "2000",
+            "--rounds",
+            "1",
+            "--admin-url",
+            pg_admin_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=os.environ | {"BENCH_DIR": str(tmp_path)},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    for method in ("rdb", "logical"):
+        ratio = re.search(rf"ratio {method}/raw:\s+([\d.]+)", out.stdout)
+        rss = re.search(rf"{method} peak RSS:\s+(\d+) MB", out.stdout)
+        assert ratio and float(ratio.group(1)) > 0, out.stdout
+        assert rss and int(rss.group(1)) > 0, out.stdout
+    assert list(tmp_path.iterdir()) == []  # its temporary folder is gone
