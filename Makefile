@@ -22,7 +22,7 @@ typecheck:
 	$(BIN)/mypy
 
 pytest:
-	$(BIN)/pytest -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

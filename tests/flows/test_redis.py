@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,17 @@ def manifests(root: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(root.rglob("*.manifest.json"))]
 
 
-def same_contents(source: RedisProcess, target: RedisProcess) -> None:
+def same_contents(
+    source: RedisProcess, target: RedisProcess, want: dict[Any, Any] | None = None
+) -> None:
     """Every key with the same expiry to the millisecond, and the same type and value.
 
     Values are compared as DUMP payloads first; a payload may legitimately differ when
     Redis rebuilt a hash table in another order, so those keys are compared value by
     value (and there must be such keys only of the hash-table types).
     """
-    want, have = dumps(source), dumps(target)
+    want = want if want is not None else dumps(source)
+    have = dumps(target)
     assert have.keys() == want.keys()
     assert {k: e for k, (_p, e) in have.items()} == {k: e for k, (_p, e) in want.items()}
     differ = [k for k, (payload, _e) in want.items() if have[k][0] != payload]
@@ -44,11 +48,22 @@ def same_contents(source: RedisProcess, target: RedisProcess) -> None:
     assert values(target, differ) == values(source, differ)
 
 
+@dataclass(frozen=True)
+class Filled:
+    """The 100k-key source: its keys per database and every key's DUMP and expiry."""
+
+    server: RedisProcess
+    per_db: dict[int, int]
+    dumps: dict[Any, Any]
+
+
 @pytest.fixture(scope="module")
-def filled() -> Iterator[tuple[RedisProcess, dict[int, int]]]:
-    """A Redis with 100k keys of every type, half with a TTL, in two databases."""
+def filled() -> Iterator[Filled]:
+    """A Redis with 100k keys of every type, half with a TTL, in two databases; read
+    back once, as no test changes it."""
     with redis_server() as server:
-        yield server, fill(server, KEYS)
+        per_db = fill(server, KEYS)
+        yield Filled(server, per_db, dumps(server))
 
 
 @pytest.fixture
@@ -61,14 +76,17 @@ def redis_params(save_blocks: Any, server: RedisProcess, ops_url: str, **env: st
     return save_blocks(REDIS_URL=server.url, OPS_DATABASE_URL=ops_url, **env)
 
 
+# Both 100k-key tests run on one xdist worker (make test: --dist loadgroup), so the
+# source is filled once.
+@pytest.mark.xdist_group("redis-100k")
 def test_logical_snapshot_restores_100k_keys_of_every_type_identically(
-    filled: tuple[RedisProcess, dict[int, int]],
+    filled: Filled,
     empty_target: RedisProcess,
     save_blocks: Any,
     platform_db: str,
     tmp_path: Path,
 ) -> None:
-    source, per_db = filled
+    source, per_db = filled.server, filled.per_db
     params = redis_params(
         save_blocks,
         source,
@@ -99,17 +117,18 @@ def test_logical_snapshot_restores_100k_keys_of_every_type_identically(
     )
     assert result.keys_per_database == {f"db{db}": n for db, n in per_db.items()}
     assert result.expired_since_snapshot == 0
-    same_contents(source, empty_target)
+    same_contents(source, empty_target, filled.dumps)
 
 
+@pytest.mark.xdist_group("redis-100k")
 def test_rdb_snapshot_on_s3_restores_through_a_temporary_server(
-    filled: tuple[RedisProcess, dict[int, int]],
+    filled: Filled,
     empty_target: RedisProcess,
     save_blocks: Any,
     platform_db: str,
     s3_bucket: str,
 ) -> None:
-    source, per_db = filled
+    source, per_db = filled.server, filled.per_db
     params = redis_params(
         save_blocks,
         source,
@@ -127,7 +146,7 @@ def test_rdb_snapshot_on_s3_restores_through_a_temporary_server(
     assert result.how.startswith("temporary redis-server")
     assert result.keys_per_database == {f"db{db}": n for db, n in per_db.items()}
     # The RDB keeps absolute expiry times: they must come back to the millisecond.
-    same_contents(source, empty_target)
+    same_contents(source, empty_target, filled.dumps)
 
 
 def test_rdb_restore_into_a_self_hosted_server_follows_the_runbook(

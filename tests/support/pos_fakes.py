@@ -25,17 +25,16 @@ from __future__ import annotations
 import copy
 import json
 import secrets
-import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from support.net import LOOPBACK, wait_until
+from support.asgi_server import ThreadedServer
+from support.net import LOOPBACK
 
 SQUARE_PREFIX = "/square"
 SHOPIFY_PREFIX = "/shopify"
@@ -200,9 +199,7 @@ class PosFake:
         self._requests: list[PosRequest] = []
         self._failures: list[ScriptedFailure] = []
         self._zettle_tokens: list[str] = []
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._served: ThreadedServer | None = None
         self.port = 0
         self.app = self._build_app()
 
@@ -236,45 +233,14 @@ class PosFake:
 
     def start(self) -> None:
         """Serve in a background thread; return once the server accepts requests."""
-        # A socket bound here (not a port number handed to uvicorn) leaves no window in
-        # which another process could take the port.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((LOOPBACK, 0))
-        self._socket = sock
-        self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http="h11",
-            timeout_graceful_shutdown=2,
-        )
-        server = uvicorn.Server(config)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="pos-fake", daemon=True
-        )
-        self._thread.start()
-
-        def ready() -> bool:
-            if self._thread is not None and not self._thread.is_alive():
-                raise RuntimeError("the POS fake's server thread exited during startup")
-            return server.started
-
-        wait_until(ready, timeout=15, what=f"POS fake on {self.url}")
+        self._served = ThreadedServer(self.app, "pos-fake")
+        self.port = self._served.start()
 
     def stop(self) -> None:
         """Stop serving and wait for the thread."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
+        if self._served is not None:
+            self._served.stop()
+        self._served = None
 
     def reset(self) -> None:
         """Forget requests, scripted failures and issued Zettle access tokens."""

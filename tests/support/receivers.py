@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
-import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from cryptography import x509
@@ -45,7 +44,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from support.net import LOOPBACK, free_port, wait_until
+from support.asgi_server import ThreadedServer
+from support.net import LOOPBACK, free_port
 
 _TWILIO_MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
 
@@ -116,9 +116,7 @@ class HttpRecorder:
         self._scripted: list[_Scripted] = []
         self._down: dict[str, Literal["drop", "503"]] = {}
         self._auth: list[_Auth] = []
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._served: ThreadedServer | None = None
         self.port = 0
         self.app = self._build_app()
 
@@ -139,46 +137,14 @@ class HttpRecorder:
     def start(self) -> None:
         """Serve in a background thread; return once the server accepts requests."""
         logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
-        # A socket bound here (not a port number handed to uvicorn) leaves no window in
-        # which another process could take the port.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((LOOPBACK, 0))
-        self._socket = sock
-        self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(
-            self._asgi,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http="h11",
-            interface="asgi3",
-            timeout_graceful_shutdown=2,
-        )
-        server = uvicorn.Server(config)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="http-recorder", daemon=True
-        )
-        self._thread.start()
-
-        def ready() -> bool:
-            if self._thread is not None and not self._thread.is_alive():
-                raise RuntimeError("the HTTP recorder's server thread exited during startup")
-            return server.started
-
-        wait_until(ready, timeout=15, what=f"HTTP recorder on {self.url}")
+        self._served = ThreadedServer(self._asgi, "http-recorder", interface="asgi3")
+        self.port = self._served.start()
 
     def stop(self) -> None:
         """Stop serving and wait for the thread."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
+        if self._served is not None:
+            self._served.stop()
+        self._served = None
 
     def reset(self) -> None:
         """Forget requests and every scripted failure, outage and auth rule."""
