@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -275,7 +275,12 @@ def rdb_snapshot(server: RedisServer, store: ObjectStore, key: str) -> SnapshotR
         def finish() -> None:
             _finish_rdb(proc, check, cli_err, check_out, server)
 
-        reader = HashingReader(ChunkStream(_tee(proc.stdout, check.stdin)), on_eof=finish)
+        def eof_marked() -> bool:
+            cli_err.seek(0)
+            return b"until EOF marker" in cli_err.read()
+
+        chunks = _tee(proc.stdout, check.stdin, eof_marked)
+        reader = HashingReader(ChunkStream(chunks), on_eof=finish)
         try:
             store.upload_stream(key, reader)
         finally:
@@ -300,15 +305,29 @@ def rdb_snapshot(server: RedisServer, store: ObjectStore, key: str) -> SnapshotR
     )
 
 
-def _tee(source: IO[bytes], checker: IO[bytes]) -> Iterator[bytes]:
-    """The RDB bytes, each chunk also written to `redis-check-rdb`."""
+EOF_MARK_SIZE = 40
+
+
+def _tee(source: IO[bytes], checker: IO[bytes], eof_marked: Callable[[], bool]) -> Iterator[bytes]:
+    """The RDB bytes, each chunk also written to `redis-check-rdb`.
+
+    A diskless master ends the stream with a 40-byte EOF mark. `redis-cli --rdb FILE`
+    cuts it off the file afterwards, which it cannot do on a pipe, so the last 40 bytes
+    are held back here and dropped when redis-cli says the transfer was EOF-marked.
+    """
+    tail = b""
     while chunk := source.read(CHUNK_SIZE):
         # A checker that stopped early says why in its exit status, read at the end.
         with suppress(BrokenPipeError):
             checker.write(chunk)
-        yield chunk
+        data = tail + chunk
+        tail = data[-EOF_MARK_SIZE:]
+        if len(data) > EOF_MARK_SIZE:
+            yield data[:-EOF_MARK_SIZE]
     with suppress(BrokenPipeError):
         checker.close()
+    if tail and not eof_marked():
+        yield tail
 
 
 def _finish_rdb(

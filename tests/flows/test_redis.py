@@ -181,9 +181,13 @@ def test_rdb_restore_into_a_self_hosted_server_follows_the_runbook(
         )
         assert result.how.startswith("runbook: stop, copy into")
         assert result.keys_per_database == {f"db{db}": n for db, n in per_db.items()}
-        assert (target.dir / "dump.rdb").read_bytes() == next(
-            (tmp_path / "b").rglob("*.rdb")
-        ).read_bytes()
+        stored = next((tmp_path / "b").rglob("*.rdb"))
+        assert (target.dir / "dump.rdb").read_bytes() == stored.read_bytes()
+        # A clean RDB file: it ends with its checksum, without the stream's EOF mark.
+        check = subprocess.run(
+            ["redis-check-rdb", str(stored)], capture_output=True, text=True, check=True
+        )
+        assert f"[offset {stored.stat().st_size}] Checksum OK" in check.stdout
         same_contents(source, target)
 
         # A crashed self-hosted server: the runbook's recovery brings it back with the data.
