@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
@@ -67,3 +67,43 @@ class ThreadedServer:
         if self._socket is not None:
             self._socket.close()
         self._server = self._thread = self._socket = None
+
+
+class LoopbackService:
+    """A fake of an outside provider served on loopback: the lifecycle its subclasses
+    share. A subclass sets `name` (and `interface` if not "auto") and gives its ASGI
+    app from `asgi_app()`; use it as a context manager, `url` is its base URL."""
+
+    name = "loopback service"
+    interface = "auto"
+
+    def __init__(self) -> None:
+        self._served: ThreadedServer | None = None
+        self.port = 0
+
+    def asgi_app(self) -> Any:
+        """The ASGI application to serve."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, without a trailing slash."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> None:
+        """Serve in a background thread; return once the server accepts requests."""
+        self._served = ThreadedServer(self.asgi_app(), self.name, self.interface)
+        self.port = self._served.start()
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread."""
+        if self._served is not None:
+            self._served.stop()
+        self._served = None

@@ -33,8 +33,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from support.asgi_server import ThreadedServer
-from support.net import LOOPBACK
+from support.asgi_server import LoopbackService
 
 SQUARE_PREFIX = "/square"
 SHOPIFY_PREFIX = "/shopify"
@@ -187,35 +186,24 @@ class ScriptedFailure:
     retry_after: float | None
 
 
-class PosFake:
+class PosFake(LoopbackService):
     """Square, Shopify and Zettle on one loopback base URL; a context manager.
 
     `env()` gives the environment variables that point the project's POS providers
     block at the fake with valid credentials.
     """
 
+    name = "pos-fake"
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests: list[PosRequest] = []
         self._failures: list[ScriptedFailure] = []
         self._zettle_tokens: list[str] = []
-        self._served: ThreadedServer | None = None
-        self.port = 0
+        super().__init__()
         self.app = self._build_app()
 
     # --- lifecycle ---
-
-    def __enter__(self) -> PosFake:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL, without a trailing slash."""
-        return f"http://{LOOPBACK}:{self.port}"
 
     def env(self) -> dict[str, str]:
         """The variables that configure all three providers against this fake."""
@@ -231,16 +219,9 @@ class PosFake:
             "ZETTLE_PUSHER_URL": f"{self.url}{ZETTLE_PUSHER_PREFIX}",
         }
 
-    def start(self) -> None:
-        """Serve in a background thread; return once the server accepts requests."""
-        self._served = ThreadedServer(self.app, "pos-fake")
-        self.port = self._served.start()
-
-    def stop(self) -> None:
-        """Stop serving and wait for the thread."""
-        if self._served is not None:
-            self._served.stop()
-        self._served = None
+    def asgi_app(self) -> Any:
+        """The app this fake serves."""
+        return self.app
 
     def reset(self) -> None:
         """Forget requests, scripted failures and issued Zettle access tokens."""

@@ -44,7 +44,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from support.asgi_server import ThreadedServer
+from support.asgi_server import LoopbackService
 from support.net import LOOPBACK, free_port
 
 _TWILIO_MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
@@ -104,11 +104,14 @@ class _QuietDrops(logging.Filter):
         return not isinstance(exc, _DropConnection)
 
 
-class HttpRecorder:
+class HttpRecorder(LoopbackService):
     """An HTTP server on 127.0.0.1 that answers like Slack, PagerDuty, 46elks and Twilio.
 
     Use as a context manager; `url` is its base URL, e.g. `http://127.0.0.1:54321`.
     """
+
+    name = "http-recorder"
+    interface = "asgi3"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -116,35 +119,19 @@ class HttpRecorder:
         self._scripted: list[_Scripted] = []
         self._down: dict[str, Literal["drop", "503"]] = {}
         self._auth: list[_Auth] = []
-        self._served: ThreadedServer | None = None
-        self.port = 0
+        super().__init__()
         self.app = self._build_app()
 
     # --- lifecycle ---
 
-    def __enter__(self) -> HttpRecorder:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL, without a trailing slash."""
-        return f"http://{LOOPBACK}:{self.port}"
+    def asgi_app(self) -> Any:
+        """The app this fake serves."""
+        return self._asgi
 
     def start(self) -> None:
         """Serve in a background thread; return once the server accepts requests."""
         logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
-        self._served = ThreadedServer(self._asgi, "http-recorder", interface="asgi3")
-        self.port = self._served.start()
-
-    def stop(self) -> None:
-        """Stop serving and wait for the thread."""
-        if self._served is not None:
-            self._served.stop()
-        self._served = None
+        super().start()
 
     def reset(self) -> None:
         """Forget requests and every scripted failure, outage and auth rule."""
