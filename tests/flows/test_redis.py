@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +196,38 @@ def test_rdb_restore_into_a_self_hosted_server_follows_the_runbook(
         again = redis_restore(target_block=target_block, storage_block=params["storage_block"])
         assert again.keys_per_database == result.keys_per_database
         same_contents(source, target)
+
+
+def test_keys_that_expired_since_the_snapshot_are_accounted_for(
+    save_blocks: Any, platform_db: str, tmp_path: Path
+) -> None:
+    ttl_ms = 10_000  # outlives one snapshot run, even on a loaded machine
+    with redis_server() as source:
+        source.client(0).mset({f"kept:{n}": n for n in range(50)})
+        snaps = {}
+        for method in ("rdb", "logical"):
+            for n in range(20):
+                source.client(0).set(f"short:{n}", n, px=ttl_ms)
+            expired_at = time.monotonic() + ttl_ms / 1000
+            params = redis_params(
+                save_blocks,
+                source,
+                platform_db,
+                REDIS_SNAPSHOT_METHOD=method,
+                BACKUP_URL=f"file://{tmp_path}/{method}",
+            )
+            snaps[method] = (redis_snapshot(**params), params)
+            assert snaps[method][0].total_keys == 70  # taken before they expired
+    time.sleep(max(0.0, expired_at - time.monotonic()) + 0.2)
+
+    for method, (snap, params) in snaps.items():
+        with redis_server() as target:
+            target_block = save_blocks(REDIS_URL=target.url)["redis_block"]
+            result = redis_restore(target_block=target_block, storage_block=params["storage_block"])
+            assert result.backup_id == snap.backup_id
+            assert result.keys_per_database == {"db0": 50}, method
+            assert result.expired_since_snapshot == 20, method
+            assert target.client(0).keys("short:*") == [], method
 
 
 def test_overwrite_empties_the_target_first(
