@@ -119,7 +119,9 @@ def redis_restore(
     problems = compare_counts(manifest["databases"], applied, now)
     if problems:
         raise OpsError(f"Redis at {target.display_name} after restore: {'; '.join(problems)}")
-    expired = sum(applied.expired.values()) if applied else _expired_by_load(manifest, now)
+    expired = (
+        sum(applied.expired.values()) if applied is not None else _expired_by_load(manifest, now)
+    )
     result = RedisRestoreResult(
         backup_id=backup_id,
         target=target.display_name,
