@@ -29,6 +29,7 @@ from feedback_ops.errors import OpsError
 from tasks.redis_format import NO_EXPIRY, read_records
 from tasks.redis_snapshot import (
     client_for,
+    connected,
     keyspace,
     logical_chunks,
     pack,
@@ -54,22 +55,14 @@ class Applied:
 
 def target_keys(server: RedisServer) -> dict[int, int]:
     """Keys per database in the target now."""
-    client = client_for(server)
-    try:
-        with redis_errors(server):
-            return {db: stats["keys"] for db, stats in keyspace(client).items()}
-    finally:
-        client.close()
+    with connected(server) as client, redis_errors(server):
+        return {db: stats["keys"] for db, stats in keyspace(client).items()}
 
 
 def flush_all(server: RedisServer) -> None:
     """Empty every database of the target (FLUSHALL, the overwrite the operator asked for)."""
-    client = client_for(server)
-    try:
-        with redis_errors(server):
-            client.flushall()
-    finally:
-        client.close()
+    with connected(server) as client, redis_errors(server):
+        client.flushall()
 
 
 def restore_stream(target: RedisServer, chunks: Iterable[bytes]) -> Applied:
@@ -172,8 +165,7 @@ def wait_until_loaded(
         OpsError: it exited, or did not finish loading within START_TIMEOUT_SECONDS.
     """
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    client = client_for(server)
-    try:
+    with connected(server) as client:
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
                 tail = log.read_text(errors="replace").splitlines()[-3:] if log else []
@@ -184,8 +176,6 @@ def wait_until_loaded(
             except (redis.ConnectionError, redis.BusyLoadingError):
                 pass
             time.sleep(0.1)
-    finally:
-        client.close()
     raise OpsError(
         f"Redis at {server.display_name} did not finish loading in {START_TIMEOUT_SECONDS} s"
     )
@@ -193,8 +183,7 @@ def wait_until_loaded(
 
 def copy_server(source: RedisServer, target: RedisServer) -> Applied:
     """Copy every key of `source` into `target` with DUMP and RESTORE, streaming."""
-    databases: dict[str, dict[str, int]] = {}
-    return restore_stream(target, logical_chunks(source, databases))
+    return restore_stream(target, logical_chunks(source))
 
 
 def replace_self_hosted(target: RedisServer, rdb_file: Path) -> None:
@@ -231,25 +220,21 @@ def replace_self_hosted(target: RedisServer, rdb_file: Path) -> None:
 
 
 def _answers(server: RedisServer) -> bool:
-    client = client_for(server)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
+    with connected(server) as client:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
 
 
 def _refuse_aof(target: RedisServer) -> None:
-    client = client_for(target)
-    try:
-        setting = client.config_get("appendonly").get("appendonly")
-    except redis.ResponseError:
-        setting = None  # CONFIG renamed or refused: nothing to learn here
-    except redis.ConnectionError:
-        setting = None  # already down: it is about to be started from the file anyway
-    finally:
-        client.close()
+    with connected(target) as client:
+        try:
+            setting = client.config_get("appendonly").get("appendonly")
+        except redis.ResponseError:
+            setting = None  # CONFIG renamed or refused: nothing to learn here
+        except redis.ConnectionError:
+            setting = None  # already down: it is about to be started from the file anyway
     if setting == "yes":
         raise OpsError(
             f"Redis at {target.display_name} persists with AOF (appendonly yes): it would "

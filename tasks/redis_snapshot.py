@@ -97,6 +97,16 @@ def client_for(server: RedisServer, db: int = 0) -> redis.Redis:
     return redis.Redis(**server.client_kwargs(db))
 
 
+@contextmanager
+def connected(server: RedisServer, db: int = 0) -> Iterator[redis.Redis]:
+    """A client for one database, closed when the block ends."""
+    client = client_for(server, db)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 def keyspace(client: redis.Redis) -> dict[int, dict[str, int]]:
     """`INFO keyspace`: keys and expires of every database that has keys."""
     info: dict[str, Any] = client.info("keyspace")
@@ -109,12 +119,8 @@ def keyspace(client: redis.Redis) -> dict[int, dict[str, int]]:
 
 def server_facts(server: RedisServer) -> tuple[str, int]:
     """The server's version and `used_memory`, read before the snapshot starts."""
-    client = client_for(server)
-    try:
-        with redis_errors(server):
-            info: dict[str, Any] = client.info("server") | client.info("memory")
-    finally:
-        client.close()
+    with connected(server) as client, redis_errors(server):
+        info: dict[str, Any] = client.info("server") | client.info("memory")
     return str(info["redis_version"]), int(info["used_memory"])
 
 
@@ -142,33 +148,28 @@ def logical_snapshot(server: RedisServer, store: ObjectStore, key: str) -> Snaps
     )
 
 
-def logical_chunks(server: RedisServer, databases: dict[str, dict[str, int]]) -> Iterator[bytes]:
+def logical_chunks(
+    server: RedisServer, databases: dict[str, dict[str, int]] | None = None
+) -> Iterator[bytes]:
     """The snapshot file, one SCAN batch per chunk; fills `databases` as it goes."""
     yield MAGIC
     total = 0
-    first = client_for(server)
-    try:
-        with redis_errors(server):
-            numbers = list(keyspace(first))
-            version = str(first.info("server")["redis_version"])
-    finally:
-        first.close()
+    with connected(server) as first, redis_errors(server):
+        numbers = list(keyspace(first))
+        version = str(first.info("server")["redis_version"])
     # PEXPIRETIME (Redis 7) gives the exact expiry the RDB would carry; older servers
     # only say the time left, which is turned into a time here.
     absolute = int(version.split(".")[0]) >= 7
     for db in numbers:
-        client = client_for(server, db)
         counts = {"keys": 0, "expires": 0}
-        try:
-            with redis_errors(server):
-                yield select_record(db)
-                for batch in _scan_batches(client):
-                    chunk = _dump_batch(client, batch, counts, absolute)
-                    if chunk:
-                        yield chunk
-        finally:
-            client.close()
-        databases[str(db)] = counts
+        with connected(server, db) as client, redis_errors(server):
+            yield select_record(db)
+            for batch in _scan_batches(client):
+                chunk = _dump_batch(client, batch, counts, absolute)
+                if chunk:
+                    yield chunk
+        if databases is not None:
+            databases[str(db)] = counts
         total += counts["keys"]
     yield end_record(total)
 
