@@ -29,29 +29,29 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _platform_data import database_size, drop_database, ensure_database  # noqa: E402
+from _prefect_api import prefect_api, save_blocks  # noqa: E402
 
 DEFAULT_ADMIN_URL = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
 
 
 def worker(database_url: str, store: Path) -> None:
     """Run the flow once per line on stdin; answer each with a JSON line."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.logging import disable_run_logger
-    from prefect.testing.utilities import prefect_test_harness
 
-    from feedback_ops.config import blocks_from_env
     from flows.database_backup import database_backup
 
-    with prefect_test_harness(server_startup_timeout=120), disable_run_logger():
-        for name, block in blocks_from_env(
-            {"DATABASE_URL": database_url, "BACKUP_URL": f"file://{store}"}
-        ).items():
-            block.save(name, overwrite=True)
+    with prefect_api(), disable_run_logger():
+        names = save_blocks({"DATABASE_URL": database_url, "BACKUP_URL": f"file://{store}"})
         print(json.dumps({"ready": True}), flush=True)
         for _line in sys.stdin:
             shutil.rmtree(store, ignore_errors=True)
             start = time.perf_counter()
-            result = database_backup()
+            result = database_backup(
+                database_block=names["platform-postgres"],
+                storage_block=names["backup-storage"],
+                ops_database_block=names["ops-postgres"],
+                alert_channels_block=names["alert-channels"],
+            )
             seconds = time.perf_counter() - start
             peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             print(
@@ -100,7 +100,7 @@ def main() -> int:
 
 def measure(args: argparse.Namespace, url: str) -> int:
     """Alternate flow and raw runs on the database at `url`; print the comparison."""
-    from tasks.pg_dump import find_pg_tool
+    from blocks.postgres.client import find_pg_tool
 
     with psycopg.connect(url) as conn:
         pg_dump = find_pg_tool("pg_dump", conn.info.server_version // 10000)

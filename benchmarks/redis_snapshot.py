@@ -45,6 +45,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _platform_data import drop_database  # noqa: E402
+from _prefect_api import prefect_api, save_blocks  # noqa: E402
 
 DEFAULT_ADMIN_URL = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
 LOOPBACK = "127.0.0.1"
@@ -58,11 +59,8 @@ TTL_SECONDS = (3600, 86400)
 
 def worker(method: str, redis_url: str, ops_url: str, store: Path) -> None:
     """Run the flow with `method` once per line on stdin; answer each with a JSON line."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.logging import disable_run_logger
-    from prefect.testing.utilities import prefect_test_harness
 
-    from feedback_ops.config import blocks_from_env
     from flows.redis_snapshot import redis_snapshot
 
     env = {
@@ -71,14 +69,18 @@ def worker(method: str, redis_url: str, ops_url: str, store: Path) -> None:
         "BACKUP_URL": f"file://{store}",
         "DATABASE_URL": ops_url,
     }
-    with prefect_test_harness(server_startup_timeout=120), disable_run_logger():
-        for name, block in blocks_from_env(env).items():
-            block.save(name, overwrite=True)
+    with prefect_api(), disable_run_logger():
+        names = save_blocks(env)
         print(json.dumps({"ready": True}), flush=True)
         for _line in sys.stdin:
             shutil.rmtree(store, ignore_errors=True)
             start = time.perf_counter()
-            result = redis_snapshot()
+            result = redis_snapshot(
+                redis_block=names["platform-redis"],
+                storage_block=names["backup-storage"],
+                ops_database_block=names["ops-postgres"],
+                alert_channels_block=names["alert-channels"],
+            )
             seconds = time.perf_counter() - start
             # The run's own peak, not its children's: redis-cli and redis-check-rdb
             # (rdb) are separate processes, as pg_dump is in the backup benchmark.
@@ -304,7 +306,7 @@ def ask(proc: subprocess.Popen[str]) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace, ops_url: str) -> int:
     """Fill a Redis, then alternate both flow methods and raw runs; print the comparison."""
-    from tasks.redis_snapshot import find_redis_tool
+    from blocks.redis.snapshot import find_redis_tool
 
     cli = find_redis_tool("redis-cli")
     with (

@@ -26,6 +26,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _platform_data import database_size, drop_database, ensure_database  # noqa: E402
+from _prefect_api import prefect_api, save_blocks  # noqa: E402
 
 DEFAULT_ADMIN_URL = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
 FLOW_TARGET = "fo_bench_restore_flow"
@@ -34,25 +35,30 @@ RAW_TARGET = "fo_bench_restore_raw"
 
 def worker(database_url: str, store: Path, jobs: int) -> None:
     """Back up once, then restore once per line on stdin, answering with JSON lines."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.logging import disable_run_logger
-    from prefect.testing.utilities import prefect_test_harness
 
-    from feedback_ops.config import blocks_from_env
     from flows.database_backup import database_backup
     from flows.database_restore import database_restore
 
-    with prefect_test_harness(server_startup_timeout=120), disable_run_logger():
-        for name, block in blocks_from_env(
-            {"DATABASE_URL": database_url, "BACKUP_URL": f"file://{store}"}
-        ).items():
-            block.save(name, overwrite=True)
-        backup = database_backup()
+    with prefect_api(), disable_run_logger():
+        names = save_blocks({"DATABASE_URL": database_url, "BACKUP_URL": f"file://{store}"})
+        backup = database_backup(
+            database_block=names["platform-postgres"],
+            storage_block=names["backup-storage"],
+            ops_database_block=names["ops-postgres"],
+            alert_channels_block=names["alert-channels"],
+        )
         dump = backup.locations[0].removeprefix("file://")
         print(json.dumps({"dump": dump, "backup_id": backup.backup_id}), flush=True)
         for _line in sys.stdin:
             start = time.perf_counter()
-            database_restore(backup_id=backup.backup_id, target_database=FLOW_TARGET, jobs=jobs)
+            database_restore(
+                backup_id=backup.backup_id,
+                target_database=FLOW_TARGET,
+                jobs=jobs,
+                database_block=names["platform-postgres"],
+                storage_block=names["backup-storage"],
+            )
             seconds = time.perf_counter() - start
             peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             print(json.dumps({"seconds": seconds, "peak_rss_kib": peak_kib}), flush=True)
@@ -103,7 +109,7 @@ def main() -> int:
 
 def measure(args: argparse.Namespace, url: str) -> int:
     """Alternate flow and raw restores of one dump; print the comparison."""
-    from tasks.pg_dump import find_pg_tool
+    from blocks.postgres.client import find_pg_tool
 
     with psycopg.connect(url) as conn:
         pg_restore = find_pg_tool("pg_restore", conn.info.server_version // 10000)

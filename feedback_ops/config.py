@@ -2,9 +2,10 @@
 
 `feedback-ops up` and `feedback-ops run` call `sync_blocks()`. A variable that is set
 wins over what the block holds; a variable that is unset leaves the block as an
-operator last saved it in the UI, or at its default when the block is new. The one
-exception is documented: with OPS_DATABASE_URL unset, the ops catalog follows
-DATABASE_URL, as it is its default.
+operator last saved it in the UI, or at its default when the block is new. Which
+variable fills which field, and how its text is read, is the table in
+`feedback_ops.settings`; this module only applies it. With OPS_DATABASE_URL unset the
+ops catalog follows DATABASE_URL, as the table says.
 """
 
 from __future__ import annotations
@@ -13,290 +14,50 @@ import json
 import os
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefect.blocks.core import Block
 from pydantic import SecretStr, ValidationError
 
-from blocks import BackupStorage, PostgresDatabase, load_block
-from blocks.channels import EmailAlerts, PagerDutyAlerts, SlackAlerts, SmsAlerts
-from blocks.contacts import EscalationContacts
-from blocks.encryption import ConfigBackupKey
-from blocks.pos import PosProviders
-from blocks.redis import RedisServer
+from blocks import (
+    AlertChannels,
+    BackupStorage,
+    ConfigBackupKey,
+    EmailAlerts,
+    EscalationContacts,
+    PagerDutyAlerts,
+    PosProviders,
+    PostgresDatabase,
+    RedisServer,
+    SlackAlerts,
+    SmsAlerts,
+    load_block,
+)
+from blocks.encryption import parse_key
+from blocks.names import (
+    ALERT_CHANNELS_BLOCK,
+    BACKUP_STORAGE_BLOCK,
+    CONFIG_KEY_BLOCK,
+    CONTACTS_BLOCK,
+    EMAIL_BLOCK,
+    OPS_DATABASE_BLOCK,
+    PAGERDUTY_BLOCK,
+    PLATFORM_DATABASE_BLOCK,
+    POS_PROVIDERS_BLOCK,
+    REDIS_BLOCK,
+    SLACK_BLOCK,
+    SMS_BLOCK,
+)
+from blocks.storage.stores import parse_location
 from feedback_ops.errors import ConfigError
-from tasks.object_store import parse_location
-from tasks.sealing import parse_key
-
-PLATFORM_DATABASE_BLOCK = "platform-postgres"
-OPS_DATABASE_BLOCK = "ops-postgres"
-BACKUP_STORAGE_BLOCK = "backup-storage"
-SLACK_BLOCK = "slack-alerts"
-EMAIL_BLOCK = "email-alerts"
-PAGERDUTY_BLOCK = "pagerduty-alerts"
-SMS_BLOCK = "sms-alerts"
-CONTACTS_BLOCK = "escalation-contacts"
-REDIS_BLOCK = "platform-redis"
-POS_PROVIDERS_BLOCK = "pos-providers"
-CONFIG_KEY_BLOCK = "config-backup-key"
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One environment variable the project reads."""
-
-    name: str
-    default: str
-    description: str
-    secret: bool = False
+from feedback_ops.settings import Kind, Setting, for_block
 
 
 def state_dir(env: Mapping[str, str] = os.environ) -> Path:
     """The git-ignored folder for local state: Prefect's database, local backups."""
     return Path(env.get("FEEDBACK_OPS_STATE_DIR") or Path.cwd() / ".state").absolute()
-
-
-VARIABLES: tuple[Variable, ...] = (
-    Variable(
-        "DATABASE_URL",
-        "postgresql://postgres@127.0.0.1:5432/postgres",
-        "The platform's PostgreSQL database (the one backed up).",
-        secret=True,
-    ),
-    Variable(
-        "OPS_DATABASE_URL",
-        "DATABASE_URL",
-        "Where the ops catalog (schema `ops`: backup_records) lives.",
-        secret=True,
-    ),
-    Variable(
-        "REDIS_URL",
-        "redis://127.0.0.1:6379",
-        "The platform's Redis (redis:// or rediss://; snapshotted every 6 hours).",
-        secret=True,
-    ),
-    Variable("REDIS_SNAPSHOT_METHOD", "logical", "rdb (redis-cli --rdb) or logical (SCAN+DUMP)."),
-    Variable("REDIS_DATA_DIR", "", "Self-hosted Redis: its data directory, as seen here."),
-    Variable("REDIS_STOP_COMMAND", "", "Self-hosted Redis: command that stops it."),
-    Variable("REDIS_START_COMMAND", "", "Self-hosted Redis: command that starts it."),
-    Variable(
-        "CONFIG_BACKUP_KEY",
-        "",
-        "base64 AES-256 key sealing secrets in configuration backups; unset: left out.",
-        secret=True,
-    ),
-    Variable("SQUARE_ACCESS_TOKEN", "", "Square API access token.", secret=True),
-    Variable("SQUARE_API_URL", "https://connect.squareup.com", "Square API base URL."),
-    Variable("SHOPIFY_SHOP_DOMAIN", "", "The Shopify shop, e.g. feedback.myshopify.com."),
-    Variable("SHOPIFY_ACCESS_TOKEN", "", "Shopify Admin API access token.", secret=True),
-    Variable("SHOPIFY_API_URL", "", "Shopify API base URL (default: https://<shop domain>)."),
-    Variable("ZETTLE_CLIENT_ID", "", "Zettle OAuth client id."),
-    Variable("ZETTLE_API_KEY", "", "Zettle API key (JWT-bearer assertion).", secret=True),
-    Variable("ZETTLE_OAUTH_URL", "https://oauth.zettle.com", "Zettle OAuth base URL."),
-    Variable("ZETTLE_PUSHER_URL", "https://pusher.izettle.com", "Zettle Pusher API base URL."),
-    Variable("BACKUP_URL", "file://$FEEDBACK_OPS_STATE_DIR/backups", "Primary backup location."),
-    Variable("BACKUP_REPLICA_URLS", "", "Comma-separated replica locations."),
-    Variable("S3_ENDPOINT_URL", "", "S3-compatible endpoint (MinIO); empty for AWS."),
-    Variable("BACKUP_SSE", "AES256", "S3 server-side encryption: AES256 or aws:kms."),
-    Variable("BACKUP_KMS_KEY_ID", "", "KMS key id when BACKUP_SSE is aws:kms."),
-    Variable("AWS_ACCESS_KEY_ID", "", "S3 access key id (else boto3's usual chain)."),
-    Variable("AWS_SECRET_ACCESS_KEY", "", "S3 secret access key.", secret=True),
-    Variable("AWS_SESSION_TOKEN", "", "S3 session token, for temporary credentials.", secret=True),
-    Variable("AWS_DEFAULT_REGION", "", "AWS region of the buckets, e.g. eu-north-1."),
-    Variable("SLACK_WEBHOOK_URL", "", "Slack incoming webhook for alerts.", secret=True),
-    Variable("SMTP_HOST", "", "SMTP server for alert email (STARTTLS)."),
-    Variable("SMTP_PORT", "587", "SMTP port."),
-    Variable("SMTP_USERNAME", "", "SMTP login."),
-    Variable("SMTP_PASSWORD", "", "SMTP password.", secret=True),
-    Variable("SMTP_FROM", "", "Sender address of alert email."),
-    Variable("SMTP_STARTTLS", "true", "Require STARTTLS (true/false)."),
-    Variable("SMTP_CA_FILE", "", "CA bundle to verify the SMTP server with."),
-    Variable("ALERT_EMAIL_TO", "", "Comma-separated alert email recipients."),
-    Variable("PAGERDUTY_ROUTING_KEY", "", "PagerDuty Events API v2 routing key.", secret=True),
-    Variable("PAGERDUTY_EVENTS_URL", "", "PagerDuty Events API URL (default: PagerDuty's)."),
-    Variable("SMS_PROVIDER", "46elks", "SMS gateway: 46elks or twilio."),
-    Variable("SMS_USERNAME", "", "46elks API username or Twilio account SID."),
-    Variable("SMS_PASSWORD", "", "46elks API password or Twilio auth token.", secret=True),
-    Variable("SMS_FROM", "", "SMS sender name or number."),
-    Variable("SMS_TO", "", "Comma-separated phone numbers (E.164) for critical SMS."),
-    Variable("SMS_API_URL", "", "SMS gateway URL (default: the provider's)."),
-    Variable("ESCALATION_CONTACTS", "{}", "JSON: role -> {phone, email, slack}."),
-    Variable("FEEDBACK_OPS_STATE_DIR", "./.state", "Local state: Prefect's SQLite, backups."),
-    Variable("FEEDBACK_OPS_PORT", "4200", "Port of the Prefect server and UI `up` starts."),
-    Variable("PREFECT_API_URL", "", "Use an existing Prefect server instead of starting one."),
-)
-
-
-def _postgres(env: Mapping[str, str], variable: str) -> dict[str, Any]:
-    url = env.get(variable)
-    if not url:
-        return {}
-    # model_dump keeps SecretStr values as they are, so the password is carried along.
-    return PostgresDatabase.from_url(url, variable=variable).model_dump(exclude={"block_type_slug"})
-
-
-def _redis(env: Mapping[str, str]) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    if url := env.get("REDIS_URL"):
-        parsed = RedisServer.from_url(url)
-        fields |= parsed.model_dump(
-            include={"host", "port", "username", "password", "tls"}, exclude_none=False
-        )
-        fields["password"] = parsed.password
-    if method := env.get("REDIS_SNAPSHOT_METHOD"):
-        if method not in ("rdb", "logical"):
-            raise ConfigError(f"REDIS_SNAPSHOT_METHOD must be rdb or logical, got {method!r}")
-        fields["snapshot_method"] = method
-    if "REDIS_DATA_DIR" in env:
-        fields["data_dir"] = env["REDIS_DATA_DIR"] or None
-    for variable, name in (
-        ("REDIS_STOP_COMMAND", "stop_command"),
-        ("REDIS_START_COMMAND", "start_command"),
-    ):
-        if variable in env:
-            try:
-                fields[name] = shlex.split(env[variable])
-            except ValueError as exc:
-                raise ConfigError(f"{variable} is not a valid command line: {exc}") from None
-    return fields
-
-
-_POS_FIELDS = (
-    ("SQUARE_ACCESS_TOKEN", "square_access_token", "secret"),
-    ("SQUARE_API_URL", "square_api_url", "str"),
-    ("SHOPIFY_SHOP_DOMAIN", "shopify_shop_domain", "str"),
-    ("SHOPIFY_ACCESS_TOKEN", "shopify_access_token", "secret"),
-    ("SHOPIFY_API_URL", "shopify_api_url", "str"),
-    ("ZETTLE_CLIENT_ID", "zettle_client_id", "str"),
-    ("ZETTLE_API_KEY", "zettle_api_key", "secret"),
-    ("ZETTLE_OAUTH_URL", "zettle_oauth_url", "str"),
-    ("ZETTLE_PUSHER_URL", "zettle_pusher_url", "str"),
-)
-
-
-def _pos(env: Mapping[str, str]) -> dict[str, Any]:
-    fields = {
-        name: _convert(variable, env[variable], kind)
-        for variable, name, kind in _POS_FIELDS
-        if variable in env
-    }
-    # An empty URL means the provider's own default, not "no URL".
-    return {k: v for k, v in fields.items() if v is not None or not k.endswith("_url")}
-
-
-def _config_key(env: Mapping[str, str]) -> dict[str, Any]:
-    if "CONFIG_BACKUP_KEY" not in env:
-        return {}
-    text = env["CONFIG_BACKUP_KEY"]
-    if not text:
-        return {"key": None}
-    parse_key(text)
-    return {"key": SecretStr(text)}
-
-
-def _storage(env: Mapping[str, str]) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    if url := env.get("BACKUP_URL"):
-        parse_location(url, variable="BACKUP_URL")
-        fields["url"] = url
-    if "BACKUP_REPLICA_URLS" in env:
-        replicas = [u.strip() for u in env["BACKUP_REPLICA_URLS"].split(",") if u.strip()]
-        for url in replicas:
-            parse_location(url, variable="BACKUP_REPLICA_URLS")
-        fields["replica_urls"] = replicas
-    if sse := env.get("BACKUP_SSE"):
-        if sse not in ("AES256", "aws:kms"):
-            raise ConfigError(f"BACKUP_SSE must be AES256 or aws:kms, got {sse!r}")
-        fields["sse"] = sse
-    plain = {
-        "S3_ENDPOINT_URL": "endpoint_url",
-        "BACKUP_KMS_KEY_ID": "kms_key_id",
-        "AWS_ACCESS_KEY_ID": "aws_access_key_id",
-    }
-    for variable, name in plain.items():
-        if variable in env:
-            fields[name] = env[variable] or None
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    if region:
-        fields["region_name"] = region
-    for variable, name in (
-        ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
-        ("AWS_SESSION_TOKEN", "aws_session_token"),
-    ):
-        if variable in env:
-            fields[name] = SecretStr(env[variable]) if env[variable] else None
-    return fields
-
-
-# How each plain variable becomes a block field: (variable, field, kind).
-_CHANNEL_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    SLACK_BLOCK: (("SLACK_WEBHOOK_URL", "webhook_url", "secret"),),
-    EMAIL_BLOCK: (
-        ("SMTP_HOST", "host", "str"),
-        ("SMTP_PORT", "port", "int"),
-        ("SMTP_USERNAME", "username", "str"),
-        ("SMTP_PASSWORD", "password", "secret"),
-        ("SMTP_FROM", "sender", "str"),
-        ("ALERT_EMAIL_TO", "recipients", "list"),
-        ("SMTP_STARTTLS", "starttls", "bool"),
-        ("SMTP_CA_FILE", "ca_file", "str"),
-    ),
-    PAGERDUTY_BLOCK: (
-        ("PAGERDUTY_ROUTING_KEY", "routing_key", "secret"),
-        ("PAGERDUTY_EVENTS_URL", "events_url", "str"),
-    ),
-    SMS_BLOCK: (
-        ("SMS_PROVIDER", "provider", "str"),
-        ("SMS_USERNAME", "username", "str"),
-        ("SMS_PASSWORD", "password", "secret"),
-        ("SMS_FROM", "sender", "str"),
-        ("SMS_TO", "recipients", "list"),
-        ("SMS_API_URL", "api_url", "str"),
-    ),
-}
-
-
-def _convert(variable: str, value: str, kind: str) -> Any:
-    if kind == "secret":
-        return SecretStr(value) if value else None
-    if kind == "list":
-        return [item.strip() for item in value.split(",") if item.strip()]
-    if kind == "int":
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{variable} must be a whole number, got {value!r}") from None
-    if kind == "bool":
-        if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-            raise ConfigError(f"{variable} must be true or false, got {value!r}")
-        return value.lower() in ("1", "true", "yes")
-    return value or None
-
-
-def _channel(block_name: str) -> Callable[[Mapping[str, str]], dict[str, Any]]:
-    def fields(env: Mapping[str, str]) -> dict[str, Any]:
-        return {
-            field: _convert(variable, env[variable], kind)
-            for variable, field, kind in _CHANNEL_FIELDS[block_name]
-            if variable in env
-        }
-
-    return fields
-
-
-def _contacts(env: Mapping[str, str]) -> dict[str, Any]:
-    text = env.get("ESCALATION_CONTACTS")
-    if not text:
-        return {}
-    try:
-        contacts = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"ESCALATION_CONTACTS is not valid JSON: {exc.msg}") from None
-    if not isinstance(contacts, dict):
-        raise ConfigError('ESCALATION_CONTACTS must be a JSON object: {"DevOps": {...}, ...}')
-    return {"contacts": contacts}
 
 
 @dataclass(frozen=True)
@@ -305,61 +66,141 @@ class BlockSpec:
 
     name: str
     block_type: type[Block]
-    fields: Callable[[Mapping[str, str]], dict[str, Any]]
-    default: Callable[[Mapping[str, str]], Block] | None = None
+    default: Callable[[Mapping[str, str]], Block] | None
     """Builds the block when nothing configures it; None: the block is optional."""
-    variables: Mapping[str, str] = field(default_factory=dict)
-    """Field name to the variable that sets it, to name it in errors."""
 
+    @property
+    def settings(self) -> tuple[Setting, ...]:
+        """The rows of the settings table that fill this block."""
+        return for_block(self.name)
 
-def _platform(env: Mapping[str, str]) -> dict[str, Any]:
-    return _postgres(env, "DATABASE_URL")
-
-
-def _ops(env: Mapping[str, str]) -> dict[str, Any]:
-    return _postgres(env, "OPS_DATABASE_URL") or _postgres(env, "DATABASE_URL")
-
-
-def _variables(block_name: str) -> dict[str, str]:
-    return {f: v for v, f, _kind in _CHANNEL_FIELDS[block_name]}
+    @property
+    def variables(self) -> dict[str, str]:
+        """Field name to the variable that sets it, to name it in errors."""
+        return {s.field: s.variable for s in self.settings if s.field}
 
 
 BLOCK_SPECS: tuple[BlockSpec, ...] = (
-    BlockSpec(PLATFORM_DATABASE_BLOCK, PostgresDatabase, _platform, lambda env: PostgresDatabase()),
-    BlockSpec(OPS_DATABASE_BLOCK, PostgresDatabase, _ops, lambda env: PostgresDatabase()),
-    BlockSpec(REDIS_BLOCK, RedisServer, _redis, lambda env: RedisServer()),
-    BlockSpec(POS_PROVIDERS_BLOCK, PosProviders, _pos, lambda env: PosProviders()),
-    BlockSpec(CONFIG_KEY_BLOCK, ConfigBackupKey, _config_key, lambda env: ConfigBackupKey()),
+    BlockSpec(PLATFORM_DATABASE_BLOCK, PostgresDatabase, lambda env: PostgresDatabase()),
+    BlockSpec(OPS_DATABASE_BLOCK, PostgresDatabase, lambda env: PostgresDatabase()),
+    BlockSpec(REDIS_BLOCK, RedisServer, lambda env: RedisServer()),
+    BlockSpec(POS_PROVIDERS_BLOCK, PosProviders, lambda env: PosProviders()),
+    BlockSpec(CONFIG_KEY_BLOCK, ConfigBackupKey, lambda env: ConfigBackupKey()),
     BlockSpec(
         BACKUP_STORAGE_BLOCK,
         BackupStorage,
-        _storage,
         lambda env: BackupStorage(url=f"file://{state_dir(env) / 'backups'}"),
     ),
-    BlockSpec(SLACK_BLOCK, SlackAlerts, _channel(SLACK_BLOCK), None, _variables(SLACK_BLOCK)),
-    BlockSpec(EMAIL_BLOCK, EmailAlerts, _channel(EMAIL_BLOCK), None, _variables(EMAIL_BLOCK)),
-    BlockSpec(
-        PAGERDUTY_BLOCK,
-        PagerDutyAlerts,
-        _channel(PAGERDUTY_BLOCK),
-        None,
-        _variables(PAGERDUTY_BLOCK),
-    ),
-    BlockSpec(SMS_BLOCK, SmsAlerts, _channel(SMS_BLOCK), None, _variables(SMS_BLOCK)),
-    BlockSpec(
-        CONTACTS_BLOCK,
-        EscalationContacts,
-        _contacts,
-        lambda env: EscalationContacts(),
-        {"contacts": "ESCALATION_CONTACTS"},
-    ),
+    BlockSpec(SLACK_BLOCK, SlackAlerts, None),
+    BlockSpec(EMAIL_BLOCK, EmailAlerts, None),
+    BlockSpec(PAGERDUTY_BLOCK, PagerDutyAlerts, None),
+    BlockSpec(SMS_BLOCK, SmsAlerts, None),
+    BlockSpec(CONTACTS_BLOCK, EscalationContacts, lambda env: EscalationContacts()),
 )
+"""Every block the environment configures, in the order they are saved; the alert
+channels block that refers to the channel blocks and contacts comes after them."""
+
+
+def read_setting(setting: Setting, value: str) -> dict[str, Any]:
+    """The block fields one variable's text sets; {} when it leaves the block as it is.
+
+    Raises:
+        ConfigError: the text is not what the variable takes; the message names the
+            variable and never repeats a secret.
+    """
+    name, field = setting.variable, setting.field or ""
+    kind = setting.kind
+    if kind is Kind.POSTGRES_URL:
+        if not value:
+            return {}
+        # model_dump keeps SecretStr values as they are, so the password is carried along.
+        parsed = PostgresDatabase.from_url(value, variable=name)
+        return parsed.model_dump(exclude={"block_type_slug"})
+    if kind is Kind.REDIS_URL:
+        if not value:
+            return {}
+        redis = RedisServer.from_url(value, variable=name)
+        return {
+            "host": redis.host,
+            "port": redis.port,
+            "username": redis.username,
+            "password": redis.password,
+            "tls": redis.tls,
+        }
+    if kind in (Kind.CHOICE, Kind.LOCATION, Kind.REGION, Kind.URL, Kind.CONTACTS) and not value:
+        return {}
+    return {field: _field_value(setting, value)}
+
+
+def _field_value(setting: Setting, value: str) -> Any:
+    name, kind = setting.variable, setting.kind
+    if kind is Kind.SECRET:
+        return SecretStr(value) if value else None
+    if kind is Kind.LIST:
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if kind is Kind.INT:
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if kind is Kind.BOOL:
+        if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value.lower() in ("1", "true", "yes")
+    if kind is Kind.COMMAND:
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name} is not a valid command line: {exc}") from None
+    if kind is Kind.CHOICE:
+        if value not in setting.choices:
+            raise ConfigError(f"{name} must be {' or '.join(setting.choices)}, got {value!r}")
+        return value
+    if kind is Kind.LOCATION:
+        parse_location(value, variable=name)
+        return value
+    if kind is Kind.LOCATIONS:
+        urls = [u.strip() for u in value.split(",") if u.strip()]
+        for url in urls:
+            parse_location(url, variable=name)
+        return urls
+    if kind is Kind.KEY:
+        if not value:
+            return None
+        parse_key(value, variable=name)
+        return SecretStr(value)
+    if kind is Kind.CONTACTS:
+        return _contacts(name, value)
+    return value or None
+
+
+def _contacts(name: str, text: str) -> dict[str, Any]:
+    try:
+        contacts = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name} is not valid JSON: {exc.msg}") from None
+    if not isinstance(contacts, dict):
+        raise ConfigError(f'{name} must be a JSON object: {{"DevOps": {{...}}, ...}}')
+    return contacts
+
+
+def _overrides(spec: BlockSpec, env: Mapping[str, str]) -> dict[str, Any]:
+    """What the environment sets in one block, rows applied in the table's order."""
+    fields: dict[str, Any] = {}
+    for setting in spec.settings:
+        variable = setting.variable
+        if not env.get(variable) and setting.fallback is not None:
+            variable = setting.fallback
+        if variable in env:
+            fields |= read_setting(setting, env[variable])
+    return fields
 
 
 def blocks_from_env(
     env: Mapping[str, str] = os.environ, existing: Mapping[str, Block] | None = None
 ) -> dict[str, Block]:
-    """The blocks the environment describes, laid over `existing` ones.
+    """The blocks the environment describes, laid over `existing` ones, and the alert
+    channels block that refers to the channels and contacts among them.
 
     An optional block (an alert channel) that neither the environment nor an existing
     block configures is left out: that channel is not configured.
@@ -371,7 +212,7 @@ def blocks_from_env(
     existing = existing or {}
     blocks: dict[str, Block] = {}
     for spec in BLOCK_SPECS:
-        overrides = spec.fields(env)
+        overrides = _overrides(spec, env)
         base = existing.get(spec.name)
         if base is None and spec.default is not None:
             base = spec.default(env)
@@ -391,7 +232,21 @@ def blocks_from_env(
                 variable = next(iter(spec.variables.values()))
                 raise ConfigError(f"{variable} (block {spec.name!r}): {exc}") from None
         blocks[spec.name] = block
+    blocks[ALERT_CHANNELS_BLOCK] = alert_channels(blocks)
     return blocks
+
+
+def alert_channels(blocks: Mapping[str, Block]) -> AlertChannels:
+    """The alert channels block made of the channel blocks and contacts in `blocks`."""
+    return AlertChannels.model_validate(
+        {
+            "slack": blocks.get(SLACK_BLOCK),
+            "email": blocks.get(EMAIL_BLOCK),
+            "pagerduty": blocks.get(PAGERDUTY_BLOCK),
+            "sms": blocks.get(SMS_BLOCK),
+            "contacts": blocks.get(CONTACTS_BLOCK) or EscalationContacts(),
+        }
+    )
 
 
 def _explain(spec: BlockSpec, exc: ValidationError, env: Mapping[str, str]) -> ConfigError:
@@ -408,7 +263,11 @@ def _explain(spec: BlockSpec, exc: ValidationError, env: Mapping[str, str]) -> C
 
 
 def sync_blocks(env: Mapping[str, str] = os.environ) -> dict[str, Block]:
-    """Write the environment's configuration into the Prefect API's blocks."""
+    """Write the environment's configuration into the Prefect API's blocks.
+
+    The channel blocks are saved before the alert channels block, which then refers to
+    them: an operator who edits a channel in the UI changes what every flow uses.
+    """
     existing: dict[str, Block] = {}
     for spec in BLOCK_SPECS:
         try:

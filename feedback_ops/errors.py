@@ -16,3 +16,11 @@ class ConfigError(OpsError):
 
 class TransientError(OpsError):
     """A failure that is worth retrying: a dropped connection, a throttled request."""
+
+
+class TimedOut(OpsError, TimeoutError):
+    """A step or a call that did not finish within its limit.
+
+    Not retried: the limit is already longer than the step takes when things work, so
+    a second attempt would hold the system's lock just as long again.
+    """

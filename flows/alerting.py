@@ -16,9 +16,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
-from feedback_ops.config import OPS_DATABASE_BLOCK
-from tasks import alert_store
-from tasks.notify import close_alert, escalate, ops_catalog, send_due
+from blocks.names import ALERT_CHANNELS_BLOCK, OPS_DATABASE_BLOCK
+from tasks.notify import close_alert, escalate, find_due, send_due
 
 
 class EscalationSweep(BaseModel):
@@ -30,7 +29,9 @@ class EscalationSweep(BaseModel):
 
 @flow(name="alert-escalation")
 def alert_escalation(
-    ops_database_block: str = OPS_DATABASE_BLOCK, as_of: datetime | None = None
+    ops_database_block: str = OPS_DATABASE_BLOCK,
+    as_of: datetime | None = None,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> EscalationSweep:
     """Escalate unacknowledged alerts past their response time; send queued alerts
     whose next business day has begun; retry alerts that reached no one.
@@ -40,16 +41,15 @@ def alert_escalation(
     """
     logger = get_run_logger()
     now = as_of or datetime.now(UTC)
-    with ops_catalog(ops_database_block) as engine:
-        due = alert_store.due(engine, now)
+    due = find_due(ops_database_block, now)
     escalated, sent, lines = [], [], []
     for row in due:
         if row["status"] == "queued" or not row["delivered"]:
-            outcomes = send_due(row, now, ops_database_block)
+            outcomes = send_due(row, now, ops_database_block, alert_channels_block)
             sent.append(row["dedup_key"])
             what = "sent (queued or undelivered)"
         else:
-            outcomes = escalate(row, now, ops_database_block)
+            outcomes = escalate(row, now, ops_database_block, alert_channels_block)
             escalated.append(row["dedup_key"])
             what = "escalated"
         told = ", ".join(f"{o.channel} {'ok' if o.ok else 'FAILED'}" for o in outcomes)
@@ -86,6 +86,7 @@ def alert_acknowledge(
     action: AlertAction = AlertAction.ACKNOWLEDGE,
     by: str = "operator",
     ops_database_block: str = OPS_DATABASE_BLOCK,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> AcknowledgeResult:
     """Acknowledge an alert (stops its escalation) or resolve it, from the Prefect UI.
 
@@ -93,7 +94,13 @@ def alert_acknowledge(
     run that raised it. Resolving also resolves the PagerDuty incident and posts a
     follow-up on Slack.
     """
-    outcomes = close_alert(dedup_key, action.value, by, ops_database_block=ops_database_block)
+    outcomes = close_alert(
+        dedup_key,
+        action.value,
+        by,
+        ops_database_block=ops_database_block,
+        alert_channels_block=alert_channels_block,
+    )
     told = ", ".join(f"{o.channel} {'ok' if o.ok else 'FAILED: ' + str(o.error)}" for o in outcomes)
     create_markdown_artifact(
         key="alert-acknowledge",

@@ -17,17 +17,18 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from blocks import BackupStorage, load_block
-from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
+from blocks import BackupStorage, PostgresDatabase, load_block
+from blocks.names import ALERT_CHANNELS_BLOCK, BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
+from blocks.storage.manifest import object_key_of
+from blocks.storage.stores import ObjectStore, S3Store
 from feedback_ops.errors import OpsError
+from flows.alert_steps import AlertTargets, clear_alert, raise_alert
 from policy import Severity
-from tasks.catalog import backup_records
-from tasks.manifest import load_manifest, manifest_keys, object_key_of
-from tasks.notify import Alert, ops_catalog, raise_alert, resolve_alert
-from tasks.object_store import ObjectStore, S3Store
+from tasks.catalog import read_verify_statuses
+from tasks.notify import Alert
+from tasks.storage import read_copy, read_info, read_manifests
 
 # Runbook: daily database and configuration backups (26 h leaves two hours for a late
 # run) and Redis snapshots every six hours (7 h). Having none at all fails the check
@@ -60,16 +61,12 @@ class ReportResult(BaseModel):
 
 
 def _verification(ops_database_block: str, ids: list[str]) -> dict[str, Any]:
+    """Verification results from the catalog; none when it cannot be read (the report
+    is still made from the manifests, and says `not yet`)."""
     try:
-        with ops_catalog(ops_database_block) as engine, engine.connect() as conn:
-            rows = conn.execute(
-                select(backup_records.c.id, backup_records.c.verify_status).where(
-                    backup_records.c.id.in_(ids)
-                )
-            ).all()
-    except (OpsError, SQLAlchemyError):
+        return read_verify_statuses(load_block(PostgresDatabase, ops_database_block), ids)
+    except (OpsError, SQLAlchemyError, ValueError):
         return {}
-    return {row.id: row.verify_status for row in rows}
 
 
 def summary(
@@ -106,6 +103,7 @@ def backup_report(
     storage_block: str = BACKUP_STORAGE_BLOCK,
     ops_database_block: str = OPS_DATABASE_BLOCK,
     as_of: datetime | None = None,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> ReportResult:
     """The daily backup report and the runbook's backup monitoring checks.
 
@@ -115,7 +113,12 @@ def backup_report(
     now = (as_of or datetime.now(UTC)).astimezone(UTC)
     storage = load_block(BackupStorage, storage_block)
     primary, replicas = storage.primary(), storage.replicas()
-    found = [(key, load_manifest(primary.get_bytes(key))) for key in manifest_keys(primary)]
+    listing = read_manifests(primary)
+    if listing.unreadable:
+        raise OpsError(
+            f"{len(listing.unreadable)} manifest(s) could not be read: {listing.unreadable[0]}"
+        )
+    found = listing.found
     newest: dict[str, tuple[str, dict[str, Any]]] = {}
     for key, manifest in found:
         kind = manifest["kind"]
@@ -136,10 +139,11 @@ def backup_report(
     verified = _verification(ops_database_block, [m["id"] for _, m in newest.values()])
     frame = summary(newest, verified, replica_state, now)
     _publish(frame, checks, primary, len(found))
+    targets = AlertTargets(ops_database_block, alert_channels_block)
     for check in checks:
         condition = f"backup-report:{check.name}"
         if check.ok:
-            resolve_alert(condition, ops_database_block=ops_database_block)
+            clear_alert(condition, targets)
             continue
         logger.error("Check failed: %s: %s", check.name, check.detail)
         try:
@@ -153,7 +157,7 @@ def backup_report(
                     runbook_section="Backup Monitoring",
                 ),
                 now,
-                ops_database_block=ops_database_block,
+                targets,
             )
         except OpsError as exc:
             logger.error("Could not deliver the alert for %s: %s", check.name, exc)
@@ -184,14 +188,13 @@ def _replica_checks(
     checks = []
     for replica in replicas:
         name = f"replica:{replica.location}:{manifest['kind']}"
-        try:
-            info = replica.stat(object_key)
-            copy = load_manifest(replica.get_bytes(manifest_key))
-        except FileNotFoundError:
+        held = read_copy(replica, manifest_key, object_key)
+        if held is None:
             checks.append(
                 Check(name, False, Severity.HIGH, f"{replica.url_for(object_key)} is missing")
             )
             continue
+        info, copy = held
         same = info.size == manifest["size"] and copy.get("sha256") == manifest["sha256"]
         detail = f"{replica.url_for(object_key)} " + (
             "matches" if same else "differs from the primary (size or sha256)"
@@ -207,9 +210,8 @@ def _encryption_checks(
     for store in stores:
         if not isinstance(store, S3Store):
             continue
-        try:
-            info = store.stat(object_key)
-        except FileNotFoundError:
+        info = read_info(store, object_key)
+        if info is None:
             continue  # reported by the replica check
         ok = info.encryption == store.settings.sse
         detail = f"{store.url_for(object_key)} server-side encryption: {info.encryption or 'none'}"

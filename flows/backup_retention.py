@@ -12,22 +12,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
-from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from blocks import BackupStorage, load_block
-from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
+from blocks import BackupStorage, PostgresDatabase, load_block
+from blocks.names import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
+from blocks.storage.manifest import object_key_of
 from feedback_ops.errors import OpsError
 from policy import BackupInfo, RetentionDecision, RetentionRules, plan_retention
-from tasks.catalog import backup_records
-from tasks.manifest import load_manifest, manifest_keys, object_key_of
-from tasks.notify import ops_catalog
-from tasks.object_store import ObjectStore
-from tasks.retry import RETRY_DELAYS, retry_if_transient
+from tasks.catalog import forget_backup, read_verified_ids
+from tasks.storage import delete_backup, read_manifests
 
 
 class RetentionResult(BaseModel):
@@ -36,22 +32,6 @@ class RetentionResult(BaseModel):
     dry_run: bool
     kept: int
     deleted: list[str]
-
-
-@task(
-    name="delete-backup",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
-def delete_backup(
-    primary: ObjectStore, replicas: list[ObjectStore], manifest_key: str, object_key: str
-) -> None:
-    """Delete one backup's object and manifest at every replica, then at the primary."""
-    for store in (*replicas, primary):
-        store.delete(object_key)
-        store.delete(manifest_key)
 
 
 @flow(name="backup-retention")
@@ -78,8 +58,14 @@ def backup_retention(
     now = as_of or datetime.now(UTC)
     storage = load_block(BackupStorage, storage_block)
     primary, replicas = storage.primary(), storage.replicas()
-    found = {key: load_manifest(primary.get_bytes(key)) for key in manifest_keys(primary)}
-    verified = _verified_ids(ops_database_block)
+    listing = read_manifests(primary)
+    if listing.unreadable:
+        raise OpsError(
+            f"{len(listing.unreadable)} manifest(s) could not be read, so nothing is deleted: "
+            f"{listing.unreadable[0]}"
+        )
+    found = dict(listing.found)
+    ops_db, verified = _verified_ids(ops_database_block)
     infos = {
         key: BackupInfo(
             backup_id=m["id"],
@@ -99,7 +85,7 @@ def backup_retention(
                 continue
             key = key_of[decision.backup.backup_id]
             delete_backup(primary, replicas, key, object_key_of(key, found[key]))
-            _forget(ops_database_block, decision.backup.backup_id)
+            forget_backup(ops_db, decision.backup.backup_id)
             deleted.append(decision.backup.backup_id)
     else:
         deleted = [d.backup.backup_id for d in decisions if not d.keep]
@@ -112,21 +98,14 @@ def backup_retention(
     return RetentionResult(dry_run=dry_run, kept=kept, deleted=deleted)
 
 
-def _verified_ids(ops_database_block: str) -> set[str]:
+def _verified_ids(ops_database_block: str) -> tuple[PostgresDatabase, set[str]]:
+    """The ops catalog and the ids of every verified backup in it."""
     try:
-        with ops_catalog(ops_database_block) as engine, engine.connect() as conn:
-            rows = conn.execute(
-                select(backup_records.c.id).where(backup_records.c.verify_status == "passed")
-            ).scalars()
-            return set(rows)
-    except (OpsError, SQLAlchemyError) as exc:
+        ops_db = load_block(PostgresDatabase, ops_database_block)
+        return ops_db, read_verified_ids(ops_db)
+    except (OpsError, SQLAlchemyError, ValueError) as exc:
         # Without knowing what was verified, the newest verified backup cannot be spared.
         raise OpsError(f"cannot read verification results, so nothing is deleted: {exc}") from None
-
-
-def _forget(ops_database_block: str, backup_id: str) -> None:
-    with ops_catalog(ops_database_block) as engine, engine.begin() as conn:
-        conn.execute(delete(backup_records).where(backup_records.c.id == backup_id))
 
 
 def _publish(decisions: list[RetentionDecision], dry_run: bool) -> None:

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from blocks import BackupStorage, PostgresDatabase, load_block
-from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK, PLATFORM_DATABASE_BLOCK
+from blocks.names import (
+    ALERT_CHANNELS_BLOCK,
+    BACKUP_STORAGE_BLOCK,
+    OPS_DATABASE_BLOCK,
+    PLATFORM_DATABASE_BLOCK,
+)
+from blocks.postgres.restore import RestoreDrill
 from feedback_ops.errors import OpsError
+from flows.alert_steps import AlertTargets, clear_alert, raise_alert_beside
 from policy import Severity
-from tasks import catalog
-from tasks.manifest import BackupKeys, find_manifest
-from tasks.notify import Alert, ops_catalog, raise_alert_beside, resolve_alert
-from tasks.object_store import Digest, ObjectStore
-from tasks.pg_restore import RestoreDrill, drill, local_copy
+from tasks.catalog import record_verification
+from tasks.notify import Alert
+from tasks.postgres import restore_drill
+from tasks.storage import find_backup
 
 RTO_SECONDS = 30 * 60  # runbook, "Scenario 1: Complete Database Loss"
 
@@ -41,20 +46,6 @@ class VerifyResult(BaseModel):
     within_rto: bool
 
 
-@task(name="restore-drill", cache_policy=NO_CACHE)
-def restore_drill(
-    server: PostgresDatabase,
-    store: ObjectStore,
-    keys: BackupKeys,
-    manifest: dict[str, object],
-    jobs: int,
-) -> RestoreDrill:
-    """Read the backup back, check it, restore it into a scratch database and count."""
-    expected = Digest(int(str(manifest["size"])), str(manifest["sha256"]))
-    with local_copy(store, keys.object, expected) as path:
-        return drill(server, path, manifest, jobs)
-
-
 @flow(name="backup-verify")
 def backup_verify(
     backup_id: str = "latest",
@@ -62,6 +53,7 @@ def backup_verify(
     database_block: str = PLATFORM_DATABASE_BLOCK,
     storage_block: str = BACKUP_STORAGE_BLOCK,
     ops_database_block: str = OPS_DATABASE_BLOCK,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> VerifyResult:
     """Verify a database backup by restoring it (runbook: `verify [backup_id]`).
 
@@ -75,18 +67,27 @@ def backup_verify(
     store = load_block(BackupStorage, storage_block).primary()
     if not 1 <= jobs <= 16:
         raise OpsError(f"jobs must be between 1 and 16, got {jobs}")
-    manifest, keys = find_manifest(store, backup_id)
+    ops_db = load_block(PostgresDatabase, ops_database_block)
+    targets = AlertTargets(ops_database_block, alert_channels_block)
+    manifest, keys = find_backup(store, backup_id, None, "database")
     backup_id = str(manifest["id"])
     condition = f"backup-verify:{backup_id}"
     try:
         result = restore_drill(server, store, keys, manifest, jobs)
     except Exception as exc:
-        _tell_people(exc, backup_id, condition, store.url_for(keys.object), ops_database_block)
+        _tell_people(exc, backup_id, condition, store.url_for(keys.object), ops_db, targets)
         raise
-    recorded = _record(ops_database_block, backup_id, "passed", result.seconds, None)
+    recorded = record_verification(
+        ops_db,
+        backup_id,
+        verified_at=datetime.now(UTC),
+        status="passed",
+        restore_seconds=result.seconds,
+        error=None,
+    )
     if not recorded:
         logger.warning("Backup %s is not in the ops catalog; verified from storage", backup_id)
-    resolve_alert(condition, ops_database_block=ops_database_block)
+    clear_alert(condition, targets)
     verdict = VerifyResult(
         backup_id=backup_id,
         size=int(str(manifest["size"])),
@@ -102,12 +103,24 @@ def backup_verify(
 
 
 def _tell_people(
-    exc: Exception, backup_id: str, condition: str, url: str, ops_database_block: str
+    exc: Exception,
+    backup_id: str,
+    condition: str,
+    url: str,
+    ops_db: PostgresDatabase,
+    targets: AlertTargets,
 ) -> None:
     """Record the failure and raise a high alert; neither may hide the failure itself."""
     logger = get_run_logger()
     try:
-        _record(ops_database_block, backup_id, "failed", None, str(exc))
+        record_verification(
+            ops_db,
+            backup_id,
+            verified_at=datetime.now(UTC),
+            status="failed",
+            restore_seconds=None,
+            error=str(exc),
+        )
     except Exception as catalog_exc:
         logger.error("Could not record the failed verification: %s", catalog_exc)
     raise_alert_beside(
@@ -119,22 +132,8 @@ def _tell_people(
             dedup_key=condition,
             runbook_section="Backup & Recovery Procedures",
         ),
-        ops_database_block,
+        targets,
     )
-
-
-def _record(
-    ops_database_block: str, backup_id: str, status: str, seconds: float | None, error: str | None
-) -> bool:
-    with ops_catalog(ops_database_block) as engine:
-        return catalog.record_verification(
-            engine,
-            backup_id,
-            verified_at=datetime.now(UTC),
-            status=status,
-            restore_seconds=seconds,
-            error=error,
-        )
 
 
 def _publish(verdict: VerifyResult, url: str, result: RestoreDrill) -> None:

@@ -4,7 +4,7 @@ application configuration daily at 04:00.
 Each is a JSON bundle an operator can read in an emergency, stored like every backup
 (read back and checked, manifest, replicas, `ops.backup_records`, alert on failure).
 Secrets inside are sealed with AES-256-GCM under the key in the `config-backup-key`
-block, or left out when there is no key; never stored in clear (`tasks/sealing.py`).
+block, or left out when there is no key; never stored in clear (`blocks/encryption.py`).
 """
 
 from __future__ import annotations
@@ -12,42 +12,39 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-import psycopg
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
-from psycopg import sql
 from pydantic import BaseModel, Field
 
-from blocks import BackupStorage, PostgresDatabase, load_block
-from blocks.encryption import ConfigBackupKey
-from blocks.pos import PosProviders
-from feedback_ops.config import (
+from blocks import BackupStorage, ConfigBackupKey, PosProviders, PostgresDatabase, load_block
+from blocks.encryption import ALGORITHM, SealCount, key_id, seal
+from blocks.names import (
+    ALERT_CHANNELS_BLOCK,
     BACKUP_STORAGE_BLOCK,
     CONFIG_KEY_BLOCK,
     OPS_DATABASE_BLOCK,
     PLATFORM_DATABASE_BLOCK,
     POS_PROVIDERS_BLOCK,
 )
+from blocks.storage.stores import ObjectStore
 from feedback_ops.errors import OpsError
-from tasks.backup_run import (
+from flows.alert_steps import AlertTargets, alerting_on_failure
+from flows.backup_steps import (
+    RUNBOOK_SECTION,
+    BackupOf,
     Produced,
     StoredBackup,
-    alerting_on_failure,
     locations_table,
     take_backup,
 )
-from tasks.locks import lock_name
-from tasks.object_store import ChunkStream, HashingReader, ObjectStore
-from tasks.pg_dump import connect, explain_postgres_error
-from tasks.pos_webhooks import all_subscriptions
-from tasks.retry import RETRY_DELAYS, retry_if_transient
-from tasks.sealing import ALGORITHM, SealCount, key_id, seal
+from flows.locks import lock_name
+from tasks.pos import read_pos_webhooks
+from tasks.postgres import read_table_rows
+from tasks.prefect_api import read_prefect_configuration
+from tasks.storage import store_bytes
 
-T = TypeVar("T")
 BUNDLE_FORMAT = 1
 CONTENT_FORMAT = "config-bundle-json-v1"
 # The platform's configuration tables; one that does not exist is listed as absent.
@@ -64,106 +61,6 @@ class ConfigBackupResult(BaseModel):
     sections: dict[str, int] = Field(description="Items per section of the bundle.")
     secrets_sealed: int
     secrets_left_out: int
-
-
-@task(
-    name="read-table-rows",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
-def read_table_rows(db: PostgresDatabase, table: str) -> list[dict[str, Any]] | None:
-    """Every row of `schema.table` as JSON objects ordered by its first column; None when
-    the table does not exist."""
-    schema, _, name = table.rpartition(".")
-    try:
-        with connect(db) as conn:
-            first = conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
-                "AND table_name = %s AND ordinal_position = 1",
-                (schema or "public", name),
-            ).fetchone()
-            if not first:
-                return None
-            query = sql.SQL("SELECT row_to_json(t) FROM {} AS t ORDER BY t.{}").format(
-                sql.Identifier(schema or "public", name), sql.Identifier(first[0])
-            )
-            return [row[0] for row in conn.execute(query)]
-    except psycopg.Error as exc:
-        raise explain_postgres_error(str(exc), db) from None
-
-
-@task(
-    name="read-pos-webhooks",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
-def read_pos_webhooks(providers: PosProviders) -> dict[str, dict[str, Any]]:
-    """Each provider's webhook subscriptions as the provider reports them."""
-    return dict(all_subscriptions(providers))
-
-
-@task(name="read-prefect-configuration", cache_policy=NO_CACHE)
-def read_prefect_configuration() -> tuple[dict[str, Any], dict[str, Any], set[str]]:
-    """The project's block documents (secrets included, to be sealed) and deployments;
-    and the JSON paths of the blocks' declared secret fields."""
-    with get_client(sync_client=True) as client:
-        documents = _every(
-            lambda offset: client.read_block_documents(
-                offset=offset, limit=PAGE, include_secrets=True
-            )
-        )
-        flows = {f.id: f.name for f in _every(lambda o: client.read_flows(offset=o, limit=PAGE))}
-        deployments = _every(lambda o: client.read_deployments(offset=o, limit=PAGE))
-    blocks: dict[str, Any] = {}
-    secret_paths: set[str] = set()
-    for doc in sorted(documents, key=lambda d: d.name or ""):
-        if doc.is_anonymous or not doc.name:
-            continue
-        slug = doc.block_type.slug if doc.block_type else None
-        blocks[doc.name] = {"type": slug, "data": _plain(doc.data)}
-        fields = doc.block_schema.fields if doc.block_schema else {}
-        for field_path in fields.get("secret_fields", []):
-            secret_paths.add(f"/blocks/{doc.name}/data/{field_path.replace('.', '/')}")
-    served = {}
-    for dep in sorted(deployments, key=lambda d: (flows.get(d.flow_id, ""), d.name)):
-        served[f"{flows.get(dep.flow_id, dep.flow_id)}/{dep.name}"] = {
-            "description": dep.description,
-            "entrypoint": dep.entrypoint,
-            "parameters": dep.parameters,
-            "tags": dep.tags,
-            "paused": dep.paused,
-            "schedules": [s.model_dump(mode="json", include={"schedule", "active", "parameters"})
-                          for s in dep.schedules],
-        }  # fmt: skip
-    return blocks, served, secret_paths
-
-
-PAGE = 200  # the API's own default and maximum page size
-
-
-def _every(read_page: Callable[[int], list[T]]) -> list[T]:
-    """Every item of a paged API read: the server returns at most a page at a time."""
-    items: list[T] = []
-    while True:
-        page = read_page(len(items))
-        items += page
-        if len(page) < PAGE:
-            return items
-
-
-def _plain(value: Any) -> Any:
-    """Block data as JSON values (SecretStr and friends revealed, to be sealed next)."""
-    if hasattr(value, "get_secret_value"):
-        return _plain(value.get_secret_value())
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return json.loads(json.dumps(value, default=str))
 
 
 def _bundle(
@@ -206,11 +103,10 @@ def _producer(
         started = datetime.now(UTC)
         sections, secret_paths = build()
         data, sizes, count = _bundle(kind, sections, key, secret_paths)
-        reader = HashingReader(ChunkStream(iter((data,))))
-        store.upload_stream(object_key, reader)
+        stored = store_bytes(store, object_key, data)
         return Produced(
-            size=reader.digest.size,
-            sha256=reader.digest.sha256,
+            size=stored.size,
+            sha256=stored.sha256,
             started_at=started,
             finished_at=datetime.now(UTC),
             tools={"bundle_format": str(BUNDLE_FORMAT)},
@@ -230,24 +126,28 @@ def _back_up_bundle(
     build: Callable[[], tuple[dict[str, Any], set[str]]],
     key_block: str,
     storage_block: str,
-    ops_database_block: str,
+    targets: AlertTargets,
 ) -> ConfigBackupResult:
+    """The shared steps of both configuration backups, around the bundle `build` makes."""
     with alerting_on_failure(
         condition=f"{kind}-backup",
         alert_name=f"{kind}-backup-failed",
         what=f"The {kind} backup",
         details={"kind": kind},
-        ops_database_block=ops_database_block,
+        runbook_section=RUNBOOK_SECTION,
+        targets=targets,
     ):
         key = load_block(ConfigBackupKey, key_block).key_bytes()
         backup = take_backup(
-            kind=kind,
-            source=source,
-            suffix=".json",
-            lock=lock_name("config", kind),
-            artifact_key=f"{kind}-backup",
+            BackupOf(
+                kind=kind,
+                source=source,
+                suffix=".json",
+                lock=lock_name("config", kind),
+                artifact_key=f"{kind}-backup",
+            ),
             storage=load_block(BackupStorage, storage_block),
-            ops_db=load_block(PostgresDatabase, ops_database_block),
+            ops_db=load_block(PostgresDatabase, targets.ops_database_block),
             produce=_producer(kind, build, key),
         )
     _publish(kind, backup, source)
@@ -270,6 +170,7 @@ def pos_config_backup(
     key_block: str = CONFIG_KEY_BLOCK,
     storage_block: str = BACKUP_STORAGE_BLOCK,
     ops_database_block: str = OPS_DATABASE_BLOCK,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> ConfigBackupResult:
     """Back up the POS configuration (runbook: daily at 03:00).
 
@@ -291,7 +192,12 @@ def pos_config_backup(
         }, set()
 
     return _back_up_bundle(
-        "pos-config", db.display_name, build, key_block, storage_block, ops_database_block
+        "pos-config",
+        db.display_name,
+        build,
+        key_block,
+        storage_block,
+        AlertTargets(ops_database_block, alert_channels_block),
     )
 
 
@@ -302,6 +208,7 @@ def app_config_backup(
     key_block: str = CONFIG_KEY_BLOCK,
     storage_block: str = BACKUP_STORAGE_BLOCK,
     ops_database_block: str = OPS_DATABASE_BLOCK,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> ConfigBackupResult:
     """Back up the application configuration (runbook: daily at 04:00).
 
@@ -322,7 +229,12 @@ def app_config_backup(
         }, secret_paths
 
     return _back_up_bundle(
-        "app-config", db.display_name, build, key_block, storage_block, ops_database_block
+        "app-config",
+        db.display_name,
+        build,
+        key_block,
+        storage_block,
+        AlertTargets(ops_database_block, alert_channels_block),
     )
 
 

@@ -11,17 +11,24 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from blocks import BackupStorage, PostgresDatabase, load_block
-from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK, PLATFORM_DATABASE_BLOCK
-from tasks.backup_run import (
+from blocks.names import (
+    ALERT_CHANNELS_BLOCK,
+    BACKUP_STORAGE_BLOCK,
+    OPS_DATABASE_BLOCK,
+    PLATFORM_DATABASE_BLOCK,
+)
+from blocks.storage.stores import ObjectStore
+from flows.alert_steps import AlertTargets, alerting_on_failure
+from flows.backup_steps import (
+    RUNBOOK_SECTION,
+    BackupOf,
     Produced,
     StoredBackup,
-    alerting_on_failure,
     human_size,
     locations_table,
     take_backup,
 )
-from tasks.locks import lock_name
-from tasks.object_store import ObjectStore
+from flows.locks import lock_name
 from tasks.postgres import dump_database
 
 KIND = "database"
@@ -42,6 +49,7 @@ def database_backup(
     storage_block: str = BACKUP_STORAGE_BLOCK,
     ops_database_block: str = OPS_DATABASE_BLOCK,
     lock_wait_timeout_seconds: int = 300,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> BackupResult:
     """Full backup of the platform's PostgreSQL database (runbook: daily at 02:00).
 
@@ -55,7 +63,8 @@ def database_backup(
         alert_name="database-backup-failed",
         what=f"Database backup of {database_block}",
         details={"database_block": database_block},
-        ops_database_block=ops_database_block,
+        runbook_section=RUNBOOK_SECTION,
+        targets=AlertTargets(ops_database_block, alert_channels_block),
     ):
         db = load_block(PostgresDatabase, database_block)
 
@@ -72,11 +81,13 @@ def database_backup(
             )
 
         backup = take_backup(
-            kind=KIND,
-            source=db.display_name,
-            suffix=".dump",
-            lock=lock_name("postgres", f"{db.host}:{db.port}:{db.database}"),
-            artifact_key="database-backup",
+            BackupOf(
+                kind=KIND,
+                source=db.display_name,
+                suffix=".dump",
+                lock=lock_name("postgres", f"{db.host}:{db.port}:{db.database}"),
+                artifact_key="database-backup",
+            ),
             storage=load_block(BackupStorage, storage_block),
             ops_db=load_block(PostgresDatabase, ops_database_block),
             produce=dump,

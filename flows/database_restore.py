@@ -14,23 +14,19 @@ import re
 from datetime import datetime
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
-from psycopg import sql
 from pydantic import BaseModel
 
 from blocks import BackupStorage, PostgresDatabase, load_block
-from feedback_ops.config import BACKUP_STORAGE_BLOCK, PLATFORM_DATABASE_BLOCK
+from blocks.names import BACKUP_STORAGE_BLOCK, PLATFORM_DATABASE_BLOCK
 from feedback_ops.errors import OpsError
+from flows.locks import lock_name, system_lock
 from policy import STOCKHOLM
-from tasks.locks import lock_name, system_lock
-from tasks.manifest import find_manifest, keys_for_id
-from tasks.object_store import Digest, ObjectStore
-from tasks.pg_dump import connect, count_rows, explain_postgres_error, list_tables
-from tasks.pg_restore import compare_counts, count_restored, local_copy, restore_file
+from tasks.postgres import prepare_target, read_target_tables, restore_backup
+from tasks.storage import find_backup
 
 APPROVAL_TIMEOUT_SECONDS = 3600
 
@@ -59,49 +55,6 @@ def default_target_name(backup_id: str) -> str:
     return "restore_" + re.sub(r"[^a-z0-9]+", "_", backup_id.lower().removeprefix("database-"))
 
 
-def existing_tables(server: PostgresDatabase, name: str) -> dict[str, int] | None:
-    """Row counts of the tables in database `name`, or None when it does not exist."""
-    with connect(server, autocommit=True) as conn:
-        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    if not found:
-        return None
-    with connect(server.with_database(name)) as conn:
-        return count_rows(conn, list_tables(conn))
-
-
-@task(name="prepare-target", cache_policy=NO_CACHE)
-def prepare_target(server: PostgresDatabase, name: str, replace: dict[str, int] | None) -> None:
-    """Create the target database, or drop and recreate the approved one, after checking
-    it still holds exactly the tables the operator approved replacing."""
-    with connect(server, autocommit=True) as conn:
-        if replace is not None:
-            now = existing_tables(server, name) or {}
-            if now != replace:
-                raise OpsError(
-                    f"database {name!r} changed since the approval; nothing was replaced"
-                )
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        try:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except Exception as exc:
-            raise explain_postgres_error(str(exc), server) from None
-
-
-@task(name="restore-backup", cache_policy=NO_CACHE)
-def restore_backup(
-    store: ObjectStore, manifest: dict[str, Any], target: PostgresDatabase, jobs: int
-) -> tuple[float, dict[str, int]]:
-    """Check the object against its manifest, pg_restore it, count every table."""
-    keys = keys_for_id(str(manifest["id"]))
-    with local_copy(store, keys.object, Digest(int(manifest["size"]), manifest["sha256"])) as path:
-        seconds = restore_file(path, target, jobs)
-    counts = count_restored(target)
-    problems = compare_counts(manifest.get("tables", {}), counts)
-    if problems:
-        raise OpsError(f"restored {target.database!r} differs from the manifest: {problems[0]}")
-    return seconds, counts
-
-
 @flow(name="database-restore")
 def database_restore(
     backup_id: str = "latest",
@@ -125,7 +78,7 @@ def database_restore(
     store = load_block(BackupStorage, storage_block).primary()
     if not 1 <= jobs <= 16:
         raise OpsError(f"jobs must be between 1 and 16, got {jobs}")
-    manifest, _keys = find_manifest(store, backup_id, before)
+    manifest, keys = find_backup(store, backup_id, before, "database")
     chosen = str(manifest["id"])
     name = target_database or default_target_name(chosen)
     if name == server.database:
@@ -133,7 +86,7 @@ def database_restore(
             f"refusing to restore into {server.display_name}: it is the source database "
             "itself; restore into a new database and switch over"
         )
-    present = existing_tables(server, name)
+    present = read_target_tables(server, name)
     replace: dict[str, int] | None = None
     if present:
         if not overwrite:
@@ -147,7 +100,7 @@ def database_restore(
     target = server.with_database(name)
     with system_lock(lock_name("postgres", f"{server.host}:{server.port}:{name}")):
         prepare_target(server, name, replace)
-        seconds, counts = restore_backup(store, manifest, target, jobs)
+        seconds, counts = restore_backup(store, keys, manifest, target, jobs)
     logger.info("Restored %s into %s in %.1f s", chosen, target.display_name, seconds)
     result = RestoreResult(
         backup_id=chosen,

@@ -13,31 +13,18 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from blocks import BackupStorage, load_block
-from blocks.redis import RedisServer
-from feedback_ops.config import BACKUP_STORAGE_BLOCK, REDIS_BLOCK
+from blocks import BackupStorage, RedisServer, load_block
+from blocks.names import BACKUP_STORAGE_BLOCK, REDIS_BLOCK
+from blocks.redis.records import CONTENT_FORMAT
+from blocks.redis.restore import compare_counts
 from feedback_ops.errors import OpsError
-from tasks.locks import lock_name, system_lock
-from tasks.manifest import BackupKeys, find_manifest
-from tasks.object_store import Digest, ObjectStore
-from tasks.pg_restore import local_copy
-from tasks.redis_format import CONTENT_FORMAT
-from tasks.redis_restore import (
-    Applied,
-    compare_counts,
-    copy_server,
-    flush_all,
-    replace_self_hosted,
-    restore_stream,
-    target_keys,
-    temporary_server,
-)
-from tasks.storage import check_stored
+from flows.locks import lock_name, system_lock
+from tasks.redis import count_keys, empty_server, load_snapshot
+from tasks.storage import find_backup
 
 
 class RedisRestoreResult(BaseModel):
@@ -49,28 +36,6 @@ class RedisRestoreResult(BaseModel):
     seconds: float
     keys_per_database: dict[str, int]
     expired_since_snapshot: int
-
-
-@task(name="load-snapshot", cache_policy=NO_CACHE)
-def load_snapshot(
-    store: ObjectStore, keys: BackupKeys, manifest: dict[str, object], target: RedisServer
-) -> tuple[str, Applied | None]:
-    """Load the snapshot into the (empty or emptied) target; returns how, and what a
-    DUMP/RESTORE replay wrote (None when the server loaded the RDB file itself)."""
-    expected = Digest(int(str(manifest["size"])), str(manifest["sha256"]))
-    if manifest["format"] == CONTENT_FORMAT:
-        # The sha256 is checked before anything is written: read back first.
-        check_stored(store, keys.object, expected)
-        return "RESTORE … REPLACE", restore_stream(target, store.read_chunks(keys.object))
-    with local_copy(store, keys.object, expected) as rdb_file:
-        if target.self_hosted:
-            replace_self_hosted(target, rdb_file)
-            return f"runbook: stop, copy into {target.data_dir}, start", None
-        with temporary_server(rdb_file) as loaded:
-            copy_server(loaded, target)
-        # The temporary server dropped what had expired when it loaded the file, as a
-        # server loading it itself would: the counts are checked the same way.
-        return "temporary redis-server, then DUMP/RESTORE", None
 
 
 @flow(name="redis-restore")
@@ -91,12 +56,12 @@ def redis_restore(
     logger = get_run_logger()
     target = load_block(RedisServer, target_block)
     store = load_block(BackupStorage, storage_block).primary()
-    manifest, keys = find_manifest(store, backup_id, before, kind="redis")
+    manifest, keys = find_backup(store, backup_id, before, "redis")
     backup_id = str(manifest["id"])
     runbook_path = target.self_hosted and manifest["format"] != CONTENT_FORMAT
     with system_lock(lock_name("redis", target.display_name)):
         try:
-            present = target_keys(target)
+            present = count_keys(target)
         except OpsError as exc:
             if not runbook_path:
                 raise
@@ -111,11 +76,11 @@ def redis_restore(
             )
         if present and not runbook_path:
             logger.warning("Emptying %s (overwrite=True)", target.display_name)
-            flush_all(target)
+            empty_server(target)
         started = time.monotonic()
         how, applied = load_snapshot(store, keys, manifest, target)
         seconds = time.monotonic() - started
-        now = target_keys(target)
+        now = count_keys(target)
     problems = compare_counts(manifest["databases"], applied, now)
     if problems:
         raise OpsError(f"Redis at {target.display_name} after restore: {'; '.join(problems)}")

@@ -8,27 +8,27 @@ database and `used_memory`, replicas, `ops.backup_records`, an alert if it faile
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from blocks import BackupStorage, PostgresDatabase, load_block
-from blocks.redis import RedisServer
-from feedback_ops.config import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK, REDIS_BLOCK
-from tasks.backup_run import (
+from blocks import BackupStorage, PostgresDatabase, RedisServer, load_block
+from blocks.names import ALERT_CHANNELS_BLOCK, BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK, REDIS_BLOCK
+from blocks.redis.records import CONTENT_FORMAT
+from blocks.redis.snapshot import RDB_FORMAT
+from blocks.storage.stores import ObjectStore
+from flows.alert_steps import AlertTargets, alerting_on_failure
+from flows.backup_steps import (
+    RUNBOOK_SECTION,
+    BackupOf,
     Produced,
     StoredBackup,
-    alerting_on_failure,
     human_size,
     locations_table,
     take_backup,
 )
-from tasks.locks import lock_name
-from tasks.object_store import ObjectStore
-from tasks.redis_format import CONTENT_FORMAT
-from tasks.redis_snapshot import RDB_FORMAT, SnapshotResult, logical_snapshot, rdb_snapshot
-from tasks.retry import RETRY_DELAYS, retry_if_transient
+from flows.locks import lock_name
+from tasks.redis import snapshot_redis
 
 KIND = "redis"
 SUFFIXES = {"rdb": ".rdb", "logical": ".redis"}
@@ -46,26 +46,12 @@ class SnapshotSummary(BaseModel):
     used_memory: int
 
 
-@task(
-    name="snapshot-redis",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
-def snapshot_redis(server: RedisServer, store: ObjectStore, key: str) -> SnapshotResult:
-    """Stream a snapshot of every database into `store` under `key`, by the block's
-    method, and count its keys per database."""
-    if server.snapshot_method == "rdb":
-        return rdb_snapshot(server, store, key)
-    return logical_snapshot(server, store, key)
-
-
 @flow(name="redis-snapshot")
 def redis_snapshot(
     redis_block: str = REDIS_BLOCK,
     storage_block: str = BACKUP_STORAGE_BLOCK,
     ops_database_block: str = OPS_DATABASE_BLOCK,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> SnapshotSummary:
     """Snapshot the platform's Redis (runbook: every 6 hours).
 
@@ -80,7 +66,8 @@ def redis_snapshot(
         alert_name="redis-snapshot-failed",
         what=f"Redis snapshot of {redis_block}",
         details={"redis_block": redis_block},
-        ops_database_block=ops_database_block,
+        runbook_section=RUNBOOK_SECTION,
+        targets=AlertTargets(ops_database_block, alert_channels_block),
     ):
         server = load_block(RedisServer, redis_block)
 
@@ -102,11 +89,13 @@ def redis_snapshot(
             )
 
         backup = take_backup(
-            kind=KIND,
-            source=server.display_name,
-            suffix=SUFFIXES[server.snapshot_method],
-            lock=lock_name("redis", server.display_name),
-            artifact_key="redis-snapshot",
+            BackupOf(
+                kind=KIND,
+                source=server.display_name,
+                suffix=SUFFIXES[server.snapshot_method],
+                lock=lock_name("redis", server.display_name),
+                artifact_key="redis-snapshot",
+            ),
             storage=load_block(BackupStorage, storage_block),
             ops_db=load_block(PostgresDatabase, ops_database_block),
             produce=snapshot,

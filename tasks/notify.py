@@ -1,9 +1,11 @@
-"""Telling people: the `Alert` model, routing by Swedish time, delivery with fallback.
+"""Tasks that tell people: raise an alert (routed by Swedish time, delivered with
+fallback), escalate it, send it when its business day comes, acknowledge and resolve it.
 
-Flows call `raise_alert(alert)` when something needs a person and `resolve_alert(key)`
-when the condition clears. Every alert and every delivery attempt is stored in the ops
-catalog (`ops.alerts`, `ops.alert_deliveries`); when the catalog itself is down the
-alert is still sent, and the run's log says it could not be recorded.
+Each task takes the names of two blocks: the ops catalog (`ops_database_block`), where
+every alert and delivery attempt is stored (`ops.alerts`, `ops.alert_deliveries`), and
+the alert channels (`alert_channels_block`: the four channels and the escalation
+contacts). When the catalog itself is down an alert is still sent, and the run's log
+says it could not be recorded. Flows raise alerts through `flows/alert_steps.py`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, field_validator
@@ -24,24 +25,18 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from blocks import PostgresDatabase, load_block
-from blocks.contacts import EscalationContacts
-from feedback_ops import config
+from blocks.catalog import alerts as alert_store
+from blocks.catalog import opened
+from blocks.channels import AlertChannels, ChannelError, Delivery, Message
+from blocks.names import ALERT_CHANNELS_BLOCK, OPS_DATABASE_BLOCK
 from feedback_ops.errors import ConfigError, OpsError
 from policy import FALLBACK_ORDER, STOCKHOLM, Channel, Route, Severity, route
 from policy.periods import business_period
 from policy.routing import CHANNELS
-from tasks import alert_store, catalog
-from tasks.channels import ChannelError, Delivery, Message
+from tasks import ALERT_RETRY_DELAYS, DELIVERY, QUICK, step
 
 # The first responder gets at least this long before an "immediate" alert escalates.
 MIN_ESCALATION_MINUTES = 5
-
-_CHANNEL_BLOCKS: dict[Channel, tuple[str, str]] = {
-    Channel.SLACK: (config.SLACK_BLOCK, "SLACK_WEBHOOK_URL"),
-    Channel.EMAIL: (config.EMAIL_BLOCK, "SMTP_HOST and ALERT_EMAIL_TO"),
-    Channel.PAGERDUTY: (config.PAGERDUTY_BLOCK, "PAGERDUTY_ROUTING_KEY"),
-    Channel.SMS: (config.SMS_BLOCK, "SMS_USERNAME, SMS_PASSWORD and SMS_TO"),
-}
 
 
 class Alert(BaseModel):
@@ -90,19 +85,13 @@ class AlertOutcome:
     recorded: bool = True
 
 
-def channel_client(channel: Channel) -> Any:
-    """The configured client of a channel.
-
-    Raises:
-        ConfigError: the channel is not configured; the message names the variables.
-    """
-    block_name, variables = _CHANNEL_BLOCKS[channel]
-    block_type = {b.name: b.block_type for b in config.BLOCK_SPECS}[block_name]
+def alert_channels(name: str) -> AlertChannels:
+    """The alert channels block `name`; with none saved, a set with no channel, so every
+    send fails with what to configure and the alert stays stored for the sweep."""
     try:
-        block = load_block(block_type, block_name)
+        return load_block(AlertChannels, name)
     except ValueError:
-        raise ConfigError(f"{channel} is not configured: set {variables}") from None
-    return block.channel()  # type: ignore[attr-defined]
+        return AlertChannels()
 
 
 def message_for(
@@ -137,34 +126,25 @@ def message_for(
     )
 
 
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, ChannelError) and exc.transient
-
-
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    return _is_transient(state.data) if isinstance(state.data, BaseException) else False
-
-
-@task(
-    name="send-alert",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=_retry_transient,
-    cache_policy=NO_CACHE,
-)
+@step("send-alert", limit=DELIVERY, retry_delays=ALERT_RETRY_DELAYS)
 def send_on_channel(
-    channel: Channel, message: Message, recipients: Sequence[str] | None = None
+    channel: Channel,
+    message: Message,
+    channels: AlertChannels,
+    recipients: Sequence[str] | None = None,
 ) -> Delivery:
     """Send one message on one channel; throttling and 5xx answers are retried."""
-    delivery: Delivery = channel_client(channel).send(message, recipients)
-    return delivery
+    return channels.sender(channel).send(message, recipients)
 
 
 def _attempt(
-    channel: Channel, message: Message, recipients: Sequence[str] | None
+    channel: Channel,
+    message: Message,
+    channels: AlertChannels,
+    recipients: Sequence[str] | None,
 ) -> DeliveryOutcome:
     try:
-        sent = send_on_channel(channel, message, recipients)
+        sent = send_on_channel(channel, message, channels, recipients)
     except (ChannelError, OpsError) as exc:
         status = exc.status if isinstance(exc, ChannelError) else None
         return DeliveryOutcome(channel, False, tuple(recipients or ()), None, status, str(exc))
@@ -176,6 +156,7 @@ def _attempt(
 def deliver(
     message: Message,
     channels: Sequence[Channel],
+    configured: AlertChannels,
     *,
     recipients: dict[Channel, list[str]] | None = None,
     fallback: bool = True,
@@ -186,12 +167,12 @@ def deliver(
     broken pager is noticed by a person and not only in a log.
     """
     recipients = recipients or {}
-    outcomes = [_attempt(ch, message, recipients.get(ch)) for ch in channels]
+    outcomes = [_attempt(ch, message, configured, recipients.get(ch)) for ch in channels]
     if fallback and not any(o.ok for o in outcomes):
         for channel in FALLBACK_ORDER:
             if channel in channels:
                 continue
-            outcome = _attempt(channel, message, None)
+            outcome = _attempt(channel, message, configured, None)
             outcomes.append(outcome)
             if outcome.ok:
                 break
@@ -206,23 +187,19 @@ def deliver(
             source=message.source,
             timestamp=message.timestamp,
         )
-        _attempt(working.channel, note, recipients.get(working.channel))
+        _attempt(working.channel, note, configured, recipients.get(working.channel))
     return outcomes
 
 
 @contextmanager
-def ops_catalog(ops_database_block: str = config.OPS_DATABASE_BLOCK) -> Iterator[Engine]:
-    """The migrated ops catalog, its connections closed on leaving."""
+def ops_catalog(ops_database_block: str) -> Iterator[Engine]:
+    """The migrated ops catalog of the block `ops_database_block`, closed on leaving."""
     try:
         ops_db = load_block(PostgresDatabase, ops_database_block)
     except ValueError:
         raise ConfigError(f"no ops catalog block {ops_database_block!r}") from None
-    engine = catalog.engine_for(ops_db)
-    try:
-        catalog.migrate(engine, ops_db)
+    with opened(ops_db) as engine:
         yield engine
-    finally:
-        engine.dispose()
 
 
 def _record(
@@ -269,11 +246,12 @@ def _current_run_id() -> str | None:
         return None
 
 
-@task(name="notify", cache_policy=NO_CACHE)
+@step("notify", limit=QUICK + DELIVERY, retries=0)
 def notify(
     alert: Alert,
     at: datetime | None = None,
-    ops_database_block: str = config.OPS_DATABASE_BLOCK,
+    ops_database_block: str = OPS_DATABASE_BLOCK,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> AlertOutcome:
     """Store, route and send an alert; a repeat of a live alert is only counted."""
     logger = get_run_logger()
@@ -309,7 +287,9 @@ def notify(
         except (OpsError, SQLAlchemyError) as exc:
             logger.error("Alert %s is sent without being recorded: %s", alert.dedup_key, exc)
             row, new, engine = values | {"id": None}, True, None
-        return _send_new(alert, decision, row, new, engine, at)
+        return _send_new(
+            alert, decision, row, new, engine, at, alert_channels(alert_channels_block)
+        )
 
 
 def _send_new(
@@ -319,6 +299,7 @@ def _send_new(
     new: bool,
     engine: Engine | None,
     at: datetime,
+    channels: AlertChannels,
 ) -> AlertOutcome:
     """The part of `notify` after the alert is recorded (or could not be)."""
     logger = get_run_logger()
@@ -334,7 +315,7 @@ def _send_new(
         outcome.status = "queued"
         _publish(alert, plan.reason, outcome)
         return outcome
-    outcome.deliveries = deliver(message_for(row, "trigger", at), decision.channels)
+    outcome.deliveries = deliver(message_for(row, "trigger", at), decision.channels, channels)
     _record(engine, row["id"], "trigger", outcome.deliveries)
     delivered = any(o.ok for o in outcome.deliveries)
     if engine is not None and row["id"] is not None:
@@ -348,25 +329,6 @@ def _send_new(
             "escalation sweep sends it again"
         )
     return outcome
-
-
-def raise_alert(
-    alert: Alert, at: datetime | None = None, ops_database_block: str = config.OPS_DATABASE_BLOCK
-) -> AlertOutcome:
-    """Tell the right people now, or queue for the next business day; one line for flows."""
-    return notify(alert, at, ops_database_block)
-
-
-def raise_alert_beside(
-    alert: Alert, ops_database_block: str = config.OPS_DATABASE_BLOCK
-) -> AlertOutcome | None:
-    """`raise_alert` for a flow that is failing already: a failure to deliver is logged,
-    not raised, so it cannot hide the flow's own failure (the alert stays stored)."""
-    try:
-        return raise_alert(alert, ops_database_block=ops_database_block)
-    except Exception as exc:
-        get_run_logger().error("Could not deliver alert %s: %s", alert.dedup_key, exc)
-        return None
 
 
 def _publish(alert: Alert, reason: str, outcome: AlertOutcome) -> None:
@@ -398,19 +360,11 @@ def channels_now(severity: str, at: datetime) -> tuple[Channel, ...]:
     return CHANNELS[Severity.parse(severity), business_period(at)]
 
 
-def contacts() -> EscalationContacts:
-    """The escalation contacts block, empty when none is saved."""
-    try:
-        return load_block(EscalationContacts, config.CONTACTS_BLOCK)
-    except ValueError:
-        return EscalationContacts()
-
-
 def _role_recipients(
-    role: str, severity: str
+    role: str, severity: str, configured: AlertChannels
 ) -> tuple[list[Channel], dict[Channel, list[str]], str | None]:
     """Channels and recipients that reach one escalation role personally."""
-    contact = contacts().for_role(role)
+    contact = configured.contacts.for_role(role)
     channels: list[Channel] = []
     recipients: dict[Channel, list[str]] = {}
     if contact is not None and contact.phone and severity in ("critical", "high"):
@@ -423,9 +377,12 @@ def _role_recipients(
     return channels, recipients, contact.slack if contact is not None else None
 
 
-@task(name="escalate-alert", cache_policy=NO_CACHE)
+@step("escalate-alert", limit=QUICK + DELIVERY, retries=0)
 def escalate(
-    alert_row: dict[str, Any], now: datetime, ops_database_block: str = config.OPS_DATABASE_BLOCK
+    alert_row: dict[str, Any],
+    now: datetime,
+    ops_database_block: str = OPS_DATABASE_BLOCK,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> list[DeliveryOutcome]:
     """Tell the next role of the escalation chain, and set the next deadline.
 
@@ -435,10 +392,11 @@ def escalate(
     chain = list(alert_row["escalation"]) or ["DevOps"]
     level = min(alert_row["escalation_level"] + 1, len(chain) - 1)
     role = chain[level]
-    channels, recipients, mention = _role_recipients(role, alert_row["severity"])
+    configured = alert_channels(alert_channels_block)
+    channels, recipients, mention = _role_recipients(role, alert_row["severity"], configured)
     title = f"ESCALATED to {role}: {alert_row['summary']} (not acknowledged)"
     message = message_for(alert_row, "trigger", now, title=title, mention=mention)
-    outcomes = deliver(message, channels, recipients=recipients)
+    outcomes = deliver(message, channels, configured, recipients=recipients)
     minutes = alert_row["respond_within_minutes"] or MIN_ESCALATION_MINUTES
     with ops_catalog(ops_database_block) as engine:
         _record(engine, alert_row["id"], "escalate", outcomes, level)
@@ -451,13 +409,17 @@ def escalate(
     return outcomes
 
 
-@task(name="send-due-alert", cache_policy=NO_CACHE)
+@step("send-due-alert", limit=QUICK + DELIVERY, retries=0)
 def send_due(
-    alert_row: dict[str, Any], now: datetime, ops_database_block: str = config.OPS_DATABASE_BLOCK
+    alert_row: dict[str, Any],
+    now: datetime,
+    ops_database_block: str = OPS_DATABASE_BLOCK,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> list[DeliveryOutcome]:
     """Send a queued alert whose business day has come, or one that reached no one."""
     channels = channels_now(alert_row["severity"], now)
-    outcomes = deliver(message_for(alert_row, "trigger", now), channels)
+    configured = alert_channels(alert_channels_block)
+    outcomes = deliver(message_for(alert_row, "trigger", now), channels, configured)
     minutes = alert_row["respond_within_minutes"]
     if alert_row["status"] == "queued":
         plan_minutes = route(alert_row["severity"], now).plan.respond_within_minutes
@@ -474,13 +436,14 @@ def send_due(
     return outcomes
 
 
-@task(name="close-alert", cache_policy=NO_CACHE)
+@step("close-alert", limit=QUICK + DELIVERY, retries=0)
 def close_alert(
     dedup_key: str,
     action: Literal["acknowledge", "resolve"],
     by: str,
     now: datetime | None = None,
-    ops_database_block: str = config.OPS_DATABASE_BLOCK,
+    ops_database_block: str = OPS_DATABASE_BLOCK,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> list[DeliveryOutcome]:
     """Acknowledge (stops escalation) or resolve a live alert, and say so on PagerDuty
     and Slack, the channels that support it.
@@ -506,18 +469,22 @@ def close_alert(
             **stamp,
         )
         message = message_for(row, action, now, title=f"{row['summary']} (by {by})")
-        told = [ch for ch in (Channel.PAGERDUTY, Channel.SLACK) if _configured(ch)]
-        outcomes = deliver(message, told, fallback=False)
+        configured = alert_channels(alert_channels_block)
+        told = [ch for ch in (Channel.PAGERDUTY, Channel.SLACK) if configured.configured(ch)]
+        outcomes = deliver(message, told, configured, fallback=False)
         _record(engine, row["id"], action, outcomes)
     return outcomes
 
 
+@step("resolve-alert", limit=QUICK + DELIVERY, retries=0)
 def resolve_alert(
     dedup_key: str,
     by: str = "feedback-ops",
-    ops_database_block: str = config.OPS_DATABASE_BLOCK,
+    ops_database_block: str = OPS_DATABASE_BLOCK,
+    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> list[DeliveryOutcome]:
-    """Resolve a live alert because its condition cleared; a no-op when none is live."""
+    """Resolve a live alert because its condition cleared; nothing to do when none is
+    live, or when the catalog cannot be read (then there is nothing to resolve either)."""
     try:
         with ops_catalog(ops_database_block) as engine:
             live = alert_store.find_live(engine, dedup_key)
@@ -525,12 +492,18 @@ def resolve_alert(
         return []
     if live is None:
         return []
-    return close_alert(dedup_key, "resolve", by, ops_database_block=ops_database_block)
+    return close_alert(
+        dedup_key,
+        "resolve",
+        by,
+        ops_database_block=ops_database_block,
+        alert_channels_block=alert_channels_block,
+    )
 
 
-def _configured(channel: Channel) -> bool:
-    try:
-        channel_client(channel)
-    except ConfigError:
-        return False
-    return True
+@step("find-due-alerts", limit=QUICK)
+def find_due(ops_database_block: str, now: datetime) -> list[dict[str, Any]]:
+    """Alerts whose next step is due: escalation of an open, unacknowledged alert,
+    sending a queued one, or sending again one that reached no one."""
+    with ops_catalog(ops_database_block) as engine:
+        return alert_store.due(engine, now)

@@ -1,26 +1,30 @@
-"""Tasks on PostgreSQL: the dump of the platform database and the ops catalog."""
+"""Tasks on the platform's PostgreSQL: the dump, restores and drills, the tables read
+into configuration backups."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
+from typing import Any
 
 from blocks.postgres import PostgresDatabase
-from tasks import catalog
-from tasks.object_store import ObjectStore
-from tasks.pg_dump import DumpResult, dump_to_store
-from tasks.retry import RETRY_DELAYS, retry_if_transient
-
-
-@task(
-    name="dump-database",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
+from blocks.postgres.client import table_rows
+from blocks.postgres.dump import DumpResult, dump_to_store
+from blocks.postgres.restore import (
+    RestoreDrill,
+    compare_counts,
+    count_restored,
+    create_target,
+    drill,
+    existing_tables,
+    restore_file,
 )
+from blocks.storage.manifest import BackupKeys
+from blocks.storage.stores import Digest, ObjectStore
+from blocks.storage.verify import local_copy
+from feedback_ops.errors import OpsError
+from tasks import QUICK, TRANSFER, step
+
+
+@step("dump-database", limit=TRANSFER)
 def dump_database(
     db: PostgresDatabase,
     store: ObjectStore,
@@ -32,58 +36,68 @@ def dump_database(
     return dump_to_store(db, store, key, lock_wait_timeout_seconds=lock_wait_timeout_seconds)
 
 
-@task(
-    name="open-ops-catalog",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
-def open_catalog(ops_db: PostgresDatabase) -> int:
-    """Create or migrate the `ops` schema; returns its version."""
-    engine = catalog.engine_for(ops_db)
-    try:
-        return catalog.migrate(engine, ops_db)
-    finally:
-        engine.dispose()
+@step("restore-drill", limit=TRANSFER, retries=0)
+def restore_drill(
+    server: PostgresDatabase,
+    store: ObjectStore,
+    keys: BackupKeys,
+    manifest: dict[str, Any],
+    jobs: int,
+) -> RestoreDrill:
+    """Read the backup back, check it, restore it into a scratch database, count every
+    table and compare with the manifest; the scratch database is dropped afterwards."""
+    with local_copy(store, keys.object, _digest_of(manifest)) as path:
+        return drill(server, path, manifest, jobs, timeout_seconds=TRANSFER)
 
 
-@task(name="record-backup-start", cache_policy=NO_CACHE)
-def record_backup_start(
-    ops_db: PostgresDatabase,
-    *,
-    backup_id: str,
-    kind: str,
-    source: str,
-    started_at: datetime,
-    flow_run_id: str | None,
-) -> None:
-    """Insert the backup's `running` record."""
-    engine = catalog.engine_for(ops_db)
-    try:
-        catalog.start_record(
-            engine,
-            backup_id=backup_id,
-            kind=kind,
-            source=source,
-            started_at=started_at,
-            flow_run_id=flow_run_id,
-        )
-    finally:
-        engine.dispose()
+@step("read-target-tables", limit=QUICK)
+def read_target_tables(server: PostgresDatabase, name: str) -> dict[str, int] | None:
+    """Row counts of the tables in database `name` on `server`; None when it does not
+    exist."""
+    return existing_tables(server, name)
 
 
-@task(
-    name="record-backup-end",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
-def record_backup_end(ops_db: PostgresDatabase, backup_id: str, **fields: object) -> None:
-    """Mark the backup's record `completed` or `failed`."""
-    engine = catalog.engine_for(ops_db)
-    try:
-        catalog.finish_record(engine, backup_id, **fields)  # type: ignore[arg-type]
-    finally:
-        engine.dispose()
+@step("prepare-target", limit=QUICK, retries=0)
+def prepare_target(server: PostgresDatabase, name: str, replace: dict[str, int] | None) -> None:
+    """Create the target database, or drop and recreate the approved one, after checking
+    it still holds exactly the tables the operator approved replacing."""
+    create_target(server, name, replace)
+
+
+@step("restore-backup", limit=TRANSFER, retries=0)
+def restore_backup(
+    store: ObjectStore,
+    keys: BackupKeys,
+    manifest: dict[str, Any],
+    target: PostgresDatabase,
+    jobs: int,
+) -> tuple[float, dict[str, int]]:
+    """Check the object against its manifest, pg_restore it, count every table."""
+    with local_copy(store, keys.object, _digest_of(manifest)) as path:
+        seconds = restore_file(path, target, jobs, timeout_seconds=TRANSFER)
+    counts = count_restored(target)
+    problems = compare_counts(manifest.get("tables", {}), counts)
+    if problems:
+        raise OpsError(f"restored {target.database!r} differs from the manifest: {problems[0]}")
+    return seconds, counts
+
+
+@step("read-table-rows", limit=QUICK)
+def read_table_rows(db: PostgresDatabase, table: str) -> list[dict[str, Any]] | None:
+    """Every row of `schema.table` as JSON objects ordered by its first column; None when
+    the table does not exist."""
+    return table_rows(db, table)
+
+
+def _digest_of(manifest: dict[str, Any]) -> Digest:
+    return Digest(int(manifest["size"]), str(manifest["sha256"]))
+
+
+__all__ = [
+    "dump_database",
+    "prepare_target",
+    "read_table_rows",
+    "read_target_tables",
+    "restore_backup",
+    "restore_drill",
+]

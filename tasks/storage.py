@@ -1,97 +1,63 @@
-"""Tasks on backup storage: read back and check, write manifests, replicate."""
+"""Tasks on backup storage: check access, read back and check, write manifests,
+replicate, find and list backups, remove them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
-from feedback_ops.errors import OpsError
-from tasks.manifest import BackupKeys, dump_manifest
-from tasks.object_store import Digest, ObjectStore, S3Store, digest_chunks
-from tasks.retry import RETRY_DELAYS, retry_if_transient
+from blocks.storage.manifest import (
+    BackupKeys,
+    dump_manifest,
+    find_manifest,
+    load_manifest,
+    manifest_keys,
+)
+from blocks.storage.stores import ChunkStream, Digest, HashingReader, ObjectInfo, ObjectStore
+from blocks.storage.verify import VerifiedCopy, check_stored
+from tasks import QUICK, TRANSFER, step
 
 
 @dataclass(frozen=True)
-class VerifiedCopy:
-    """A stored object whose size, sha256 and encryption were read back and matched."""
+class Manifests:
+    """Every manifest found below a store's root, oldest backup first."""
 
-    url: str
-    size: int
-    sha256: str
-    encryption: str | None
-
-
-def expected_encryption(store: ObjectStore) -> dict[str, Any]:
-    """What the manifest records about encryption at rest for this store."""
-    if isinstance(store, S3Store) and store.settings.sse:
-        kms = store.settings.kms_key_id if store.settings.sse == "aws:kms" else None
-        return {"server_side": store.settings.sse, "kms_key_id": kms}
-    return {"server_side": None, "kms_key_id": None}
+    found: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(manifest key, manifest) of each manifest that could be read."""
+    unreadable: list[str] = field(default_factory=list)
+    """`url: reason` of each that could not."""
 
 
-def check_stored(store: ObjectStore, key: str, expected: Digest) -> VerifiedCopy:
-    """Read an object back whole and compare it with what was written.
-
-    Raises:
-        OpsError: size, sha256 or server-side encryption differ from what was asked.
-    """
-    url = store.url_for(key)
-    info = store.stat(key)
-    if info.size != expected.size:
-        raise OpsError(f"{url} holds {info.size} bytes, expected {expected.size}")
-    want = expected_encryption(store)
-    if want["server_side"] and info.encryption != want["server_side"]:
-        raise OpsError(
-            f"{url} is not encrypted as asked: server-side encryption is "
-            f"{info.encryption or 'none'}, expected {want['server_side']}"
-        )
-    kms = want["kms_key_id"]
-    if kms and not (info.kms_key_id or "").endswith(kms):
-        raise OpsError(f"{url} is encrypted with another KMS key than {kms}")
-    actual = digest_chunks(store.read_chunks(key))
-    if actual != expected:
-        raise OpsError(
-            f"{url} reads back as {actual.size} bytes sha256 {actual.sha256[:12]}…, "
-            f"written as {expected.size} bytes sha256 {expected.sha256[:12]}…"
-        )
-    return VerifiedCopy(url, actual.size, actual.sha256, info.encryption)
+@step("check-storage-access", limit=QUICK)
+def check_access(store: ObjectStore) -> str:
+    """Fail early, with the reason, when the store cannot be written; returns its place."""
+    store.check_access()
+    return str(store.location)
 
 
-@task(
-    name="verify-stored-object",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
+@step("store-object", limit=TRANSFER)
+def store_bytes(store: ObjectStore, key: str, data: bytes) -> Digest:
+    """Write a small object (a configuration bundle) atomically; returns what was stored."""
+    reader = HashingReader(ChunkStream(iter((data,))))
+    store.upload_stream(key, reader)
+    return reader.digest
+
+
+@step("verify-stored-object", limit=TRANSFER)
 def verify_stored_object(store: ObjectStore, key: str, expected: Digest) -> VerifiedCopy:
     """Read the stored object back and check its size, sha256 and encryption."""
     return check_stored(store, key, expected)
 
 
-@task(
-    name="write-manifest",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
+@step("write-manifest", limit=QUICK)
 def write_manifest(store: ObjectStore, keys: BackupKeys, manifest: dict[str, Any]) -> str:
     """Write the manifest beside its object; returns the manifest's URL."""
     store.put_bytes(keys.manifest, dump_manifest(manifest))
     return store.url_for(keys.manifest)
 
 
-@task(
-    name="replicate-backup",
-    retries=2,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
+@step("replicate-backup", limit=TRANSFER)
 def replicate_backup(
     primary: ObjectStore,
     replica: ObjectStore,
@@ -110,3 +76,70 @@ def replicate_backup(
         replica.delete(keys.object)
         raise
     return copy
+
+
+@step("remove-unverified-backup", limit=QUICK)
+def remove_backup(store: ObjectStore, keys: BackupKeys) -> None:
+    """Remove a backup's manifest and object, so nothing unverified stays where a restore
+    would find it. Removing what is not there is not an error."""
+    store.delete(keys.manifest)
+    store.delete(keys.object)
+
+
+@step("delete-backup", limit=QUICK)
+def delete_backup(
+    primary: ObjectStore, replicas: list[ObjectStore], manifest_key: str, object_key: str
+) -> None:
+    """Delete one backup's object and manifest at every replica, then at the primary
+    (manifest last, so a deletion cut short is found and finished by the next run)."""
+    for store in (*replicas, primary):
+        store.delete(object_key)
+        store.delete(manifest_key)
+
+
+@step("find-backup", limit=QUICK)
+def find_backup(
+    store: ObjectStore, backup_id: str, before: datetime | None, kind: str
+) -> tuple[dict[str, Any], BackupKeys]:
+    """The manifest and keys of a backup of `kind`: by id, the newest ("latest"), or the
+    newest taken before `before` (Stockholm time when naive)."""
+    return find_manifest(store, backup_id, before, kind=kind)
+
+
+@step("read-manifests", limit=QUICK)
+def read_manifests(store: ObjectStore) -> Manifests:
+    """Every manifest in the store, oldest first, and those that could not be read."""
+    listing = Manifests()
+    for key in manifest_keys(store):
+        try:
+            listing.found.append((key, load_manifest(store.get_bytes(key))))
+        except ValueError as exc:
+            listing.unreadable.append(f"{store.url_for(key)}: {exc}")
+    return listing
+
+
+@step("list-stored-keys", limit=QUICK)
+def list_keys(store: ObjectStore) -> set[str]:
+    """Every key the store holds."""
+    return set(store.list_keys())
+
+
+@step("read-copy", limit=QUICK)
+def read_copy(
+    store: ObjectStore, manifest_key: str, object_key: str
+) -> tuple[ObjectInfo, dict[str, Any]] | None:
+    """What a store holds of one backup: the object's size and encryption and the
+    manifest beside it; None when either is missing."""
+    try:
+        return store.stat(object_key), load_manifest(store.get_bytes(manifest_key))
+    except FileNotFoundError:
+        return None
+
+
+@step("read-object-info", limit=QUICK)
+def read_info(store: ObjectStore, object_key: str) -> ObjectInfo | None:
+    """Size and server-side encryption of a stored object; None when it is missing."""
+    try:
+        return store.stat(object_key)
+    except FileNotFoundError:
+        return None

@@ -20,9 +20,10 @@ import psycopg
 import pytest
 from support import disk, pg, s3
 from support.platform_schema import seed_platform
-from support.receivers import HttpRecorder, SmtpReceiver
+from support.receivers import HttpRecorder, SmtpReceiver, make_certificates
 
 SESSION_TMP = tempfile.mkdtemp(prefix="feedback-ops-tests-")
+Path(SESSION_TMP, "api-ca").mkdir()
 
 os.environ.update(
     {
@@ -36,6 +37,10 @@ os.environ.update(
         # Never read the developer's ~/.aws files (profiles, real keys, SSO).
         "AWS_CONFIG_FILE": os.path.join(SESSION_TMP, "aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": os.path.join(SESSION_TMP, "aws-credentials"),
+        # Every Prefect client loads its CA bundle; the test servers speak plain HTTP, so
+        # a one-certificate bundle serves as well and halves the cost of each API client
+        # (about 50 ms for certifi's, paid several times per flow run and block save).
+        "PREFECT_API_SSL_CERT_FILE": str(make_certificates(Path(SESSION_TMP, "api-ca")).ca_file),
     }
 )
 # A developer's shell may point these at real accounts or servers; tests never should.
@@ -188,3 +193,43 @@ def smtp_receiver(_smtp_server: SmtpReceiver) -> SmtpReceiver:
     """A running `SmtpReceiver` (STARTTLS required, AUTH alerts/smtp-pa55word), emptied."""
     _smtp_server.reset()
     return _smtp_server
+
+
+# --- one Prefect server per test session -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url() -> Iterator[str]:
+    """`http://127.0.0.1:PORT/api` of the session's throwaway Prefect server (SQLite),
+    started once (about 9 s) and shared by every flow test, `feedback-ops run` process
+    and benchmark smoke run of this session.
+
+    Flow run heartbeats are off: the heartbeat thread sleeps in whole seconds and each
+    flow run waits for it to wake at its end, about a second per run; no test here
+    depends on heartbeats (they let a worker's server notice a crashed run).
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED,
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED,
+        PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    # The server does not record task runs from their events, nor keep events or run
+    # automations: no test reads them, and on SQLite they double each flow's time.
+    server_settings = {
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED: False,
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: False,
+        PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED: False,
+    }
+    with (
+        temporary_settings(server_settings),
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
+        url = PREFECT_API_URL.value()
+        assert url, "the Prefect test harness gave no API URL"
+        yield str(url)

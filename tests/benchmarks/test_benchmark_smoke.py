@@ -1,4 +1,8 @@
-"""A small run of each benchmark, so a broken benchmark fails a test, not a release."""
+"""A small run of each benchmark, so a broken benchmark fails a test, not a release.
+
+The runs report to the session's Prefect server (`PREFECT_API_URL`) instead of starting
+a throwaway one each.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("script", ["backup_throughput.py", "restore_throughput.py"])
 def test_benchmark_runs_and_prints_its_ratio(
-    script: str, pg_admin_url: str, tmp_path: Path
+    script: str, pg_admin_url: str, tmp_path: Path, prefect_api_url: str
 ) -> None:
     out = subprocess.run(
         [
@@ -33,7 +37,7 @@ def test_benchmark_runs_and_prints_its_ratio(
         capture_output=True,
         text=True,
         timeout=280,
-        env=os.environ | {"BENCH_DIR": str(tmp_path)},
+        env=os.environ | {"BENCH_DIR": str(tmp_path), "PREFECT_API_URL": prefect_api_url},
         check=False,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -46,7 +50,7 @@ def test_benchmark_runs_and_prints_its_ratio(
 
 @pytest.mark.timeout(300)
 def test_redis_snapshot_benchmark_runs_and_prints_its_ratios(
-    pg_admin_url: str, tmp_path: Path
+    pg_admin_url: str, tmp_path: Path, prefect_api_url: str
 ) -> None:
     """Both methods and the raw tool run once on 2000 keys; nothing is left behind."""
     out = subprocess.run(
@@ -63,7 +67,7 @@ def test_redis_snapshot_benchmark_runs_and_prints_its_ratios(
         capture_output=True,
         text=True,
         timeout=280,
-        env=os.environ | {"BENCH_DIR": str(tmp_path)},
+        env=os.environ | {"BENCH_DIR": str(tmp_path), "PREFECT_API_URL": prefect_api_url},
         check=False,
     )
     assert out.returncode == 0, out.stderr[-2000:]

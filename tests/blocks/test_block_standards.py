@@ -1,15 +1,40 @@
-"""Prefect's standard checks for block types, over every block of the project."""
+"""Prefect's standard checks for block types, over every block type the project
+registers: found in Prefect's own registry, so a new block is checked without anyone
+adding it to a list."""
 
 from __future__ import annotations
 
 import pytest
 from prefect.blocks.core import Block
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
+from prefect.utilities.dispatch import get_registry_for_type
 
+import blocks
 from blocks import BackupStorage, PostgresDatabase
 
+PACKAGE = blocks.__name__
 
-@pytest.mark.parametrize("block_type", [PostgresDatabase, BackupStorage])
+
+def project_block_types() -> list[type[Block]]:
+    """Every Block subclass that Prefect registered from a module of `blocks`."""
+    registry = get_registry_for_type(Block) or {}
+    found = [t for t in registry.values() if t.__module__.split(".")[0] == PACKAGE]
+    return sorted(found, key=lambda t: t.get_block_type_slug())
+
+
+BLOCK_TYPES = project_block_types()
+
+
+def test_every_block_of_the_package_is_registered() -> None:
+    exported = {getattr(blocks, name) for name in blocks.__all__}
+    exported_blocks = {t for t in exported if isinstance(t, type) and issubclass(t, Block)}
+    assert exported_blocks <= set(BLOCK_TYPES)
+    assert len(BLOCK_TYPES) >= 11
+    slugs = [t.get_block_type_slug() for t in BLOCK_TYPES]
+    assert all(slug.startswith("feedback-ops-") for slug in slugs), slugs
+
+
+@pytest.mark.parametrize("block_type", BLOCK_TYPES, ids=lambda t: t.get_block_type_slug())
 class TestBlockStandards(BlockStandardTestSuite):
     """Description, documentation link, described fields, a code example that loads."""
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tasks.channels import Message
+from blocks.channels import Message
 
 DETECTED = datetime(2026, 11, 27, 10, 30, 15, tzinfo=UTC)  # 11:30:15 in Stockholm
 

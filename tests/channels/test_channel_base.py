@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from blocks.channels import ChannelError, Delivery, Message, TransientChannelError
+from blocks.channels.base import mask_phone, parse_retry_after
 from feedback_ops.errors import OpsError, TransientError
-from tasks.channels import ChannelError, Delivery, Message, TransientChannelError
-from tasks.channels.base import mask_phone, parse_retry_after
-from tasks.retry import is_transient
+from tasks import is_transient
 
 NOW = datetime(2026, 6, 19, 9, 0, tzinfo=UTC)  # Midsommarafton
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from support.receivers import SmtpReceiver, closed_port, silent_listener
 
-from tasks.channels import ChannelError, Message, SmtpEmailChannel
+from blocks.channels import ChannelError, Message, SmtpEmailChannel
 
 SENDER = "Feedback Ops <alerts@ai-feedback.se>"
 DEVOPS = ("devops@ai-feedback.se",)

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from support.receivers import HttpRecorder, closed_port
 
-from tasks.channels import ChannelError, Delivery, Message, PagerDutyEventsChannel
+from blocks.channels import ChannelError, Delivery, Message, PagerDutyEventsChannel
 
 ROUTING_KEY = "R0UT1NGKEYfeedbackops0000000a1b2"  # 32 characters, like PagerDuty's
 

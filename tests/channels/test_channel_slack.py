@@ -8,9 +8,8 @@ import time
 import pytest
 from support.receivers import HttpRecorder, closed_port, silent_listener
 
+from blocks.channels import AlertSender, ChannelError, Delivery, Message, SlackWebhookChannel
 from feedback_ops.errors import ConfigError, TransientError
-from tasks.channels import ChannelError, Delivery, Message, SlackWebhookChannel
-from tasks.channels.base import Channel
 
 TOKEN = "T0FEEDB4CK/B0ALERTS1/xq9SecretWebhookToken"
 
@@ -29,7 +28,7 @@ def test_trigger_posts_the_documented_block_kit_message(
     http_recorder: HttpRecorder, alert: Message
 ) -> None:
     channel = _slack(http_recorder)
-    assert isinstance(channel, Channel)
+    assert isinstance(channel, AlertSender)
 
     delivery = channel.send(alert)
 
@@ -150,7 +149,7 @@ def test_429_is_transient_with_retry_after(http_recorder: HttpRecorder, alert: M
 
     err = caught.value
     assert (err.transient, err.status, err.retry_after) == (True, 429, 2.0)
-    assert isinstance(err, TransientError)  # so tasks.retry.retry_if_transient retries it
+    assert isinstance(err, TransientError)  # so the tasks' shared retry policy retries it
     assert str(err) == (
         "slack: the Slack webhook is rate limiting requests (HTTP 429: rate_limited); "
         "retry after 2 s"

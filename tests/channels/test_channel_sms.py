@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 from support.receivers import HttpRecorder, closed_port
 
-from tasks.channels import ChannelError, FortySixElksChannel, Message, TwilioChannel
-from tasks.channels.sms import fit_parts, sms_text
+from blocks.channels import ChannelError, FortySixElksChannel, Message, TwilioChannel
+from blocks.channels.sms import fit_parts, sms_text
 
 ELKS_USER = "u2c1e6a3b9f7d8e0a1b2c3d4e5f60718"
 ELKS_PASSWORD = "E1kSecretApiPassw0rd9C"

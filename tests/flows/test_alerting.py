@@ -3,9 +3,8 @@ the ops catalog in a real PostgreSQL, escalation, acknowledge and resolve."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
+import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,16 @@ import psycopg
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from prefect.exceptions import ObjectNotFound
 from pydantic import SecretStr, ValidationError
 from support.net import free_port
 from support.receivers import HttpRecorder, SmtpReceiver
 
-from blocks.channels import EmailAlerts, PagerDutyAlerts, SlackAlerts, SmsAlerts
-from blocks.contacts import Contact, EscalationContacts
-from feedback_ops import config
+from blocks.channels import AlertChannels, EmailAlerts, PagerDutyAlerts, SlackAlerts, SmsAlerts
+from blocks.channels.contacts import Contact, EscalationContacts
 from feedback_ops.errors import OpsError
+from flows.alert_steps import AlertTargets, raise_alert
 from flows.alerting import alert_acknowledge, alert_escalation
-from tasks.notify import Alert, raise_alert
+from tasks.notify import Alert
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 PEAK_THURSDAY = datetime(2027, 6, 24, 12, 0, tzinfo=STOCKHOLM)
@@ -41,19 +39,6 @@ ON_CALL = {
     ),
     "CTO": Contact(phone="+46700000003", email="cto@ai-feedback.se"),
 }
-CHANNEL_BLOCKS = (
-    (SlackAlerts, config.SLACK_BLOCK),
-    (EmailAlerts, config.EMAIL_BLOCK),
-    (PagerDutyAlerts, config.PAGERDUTY_BLOCK),
-    (SmsAlerts, config.SMS_BLOCK),
-    (EscalationContacts, config.CONTACTS_BLOCK),
-)
-
-
-def _forget_channels() -> None:
-    for block_type, name in CHANNEL_BLOCKS:
-        with contextlib.suppress(ValueError, ObjectNotFound):
-            block_type.delete(name)
 
 
 @pytest.fixture
@@ -64,13 +49,14 @@ def ops_block(platform_db: str, tmp_path: Path, save_blocks: Any) -> str:
     )
 
 
-@pytest.fixture
-def channels(http_recorder: HttpRecorder, smtp_receiver: SmtpReceiver) -> Iterator[HttpRecorder]:
-    """All four channels and the contacts configured against the local receivers."""
-    SlackAlerts(webhook_url=SecretStr(f"{http_recorder.url}/slack/{SLACK_SECRET}")).save(
-        config.SLACK_BLOCK, overwrite=True
-    )
-    EmailAlerts(
+@pytest.fixture(scope="module")
+def channel_set(_http_recorder_server: HttpRecorder, _smtp_server: SmtpReceiver) -> str:
+    """The name of an alert channels block of this module's own: all four channels and
+    the contacts, configured against the module's receivers (each test empties them)."""
+    http_recorder, smtp_receiver = _http_recorder_server, _smtp_server
+    prefix = f"t{secrets.token_hex(4)}"
+    slack = SlackAlerts(webhook_url=SecretStr(f"{http_recorder.url}/slack/{SLACK_SECRET}"))
+    email = EmailAlerts(
         host=smtp_receiver.host,
         port=smtp_receiver.port,
         sender="alerts@ai-feedback.se",
@@ -78,21 +64,41 @@ def channels(http_recorder: HttpRecorder, smtp_receiver: SmtpReceiver) -> Iterat
         username=smtp_receiver.username,
         password=SecretStr(smtp_receiver.password),
         ca_file=smtp_receiver.ca_file,
-    ).save(config.EMAIL_BLOCK, overwrite=True)
-    PagerDutyAlerts(
+    )
+    pagerduty = PagerDutyAlerts(
         routing_key=SecretStr(ROUTING_KEY), events_url=f"{http_recorder.url}/v2/enqueue"
-    ).save(config.PAGERDUTY_BLOCK, overwrite=True)
-    SmsAlerts(
+    )
+    sms = SmsAlerts(
         provider="46elks",
         username="u0123456789",
         password=SecretStr(SMS_PASSWORD),
         sender="AIFeedback",
         recipients=["+46701234567"],
         api_url=f"{http_recorder.url}/a1/sms",
-    ).save(config.SMS_BLOCK, overwrite=True)
-    EscalationContacts(contacts=ON_CALL).save(config.CONTACTS_BLOCK, overwrite=True)
-    yield http_recorder
-    _forget_channels()
+    )
+    contacts = EscalationContacts(contacts=ON_CALL)
+    for name, block in (("slack", slack), ("email", email), ("pagerduty", pagerduty),
+                        ("sms", sms), ("contacts", contacts)):  # fmt: skip
+        block.save(f"{prefix}-{name}", overwrite=True)
+    AlertChannels(slack=slack, email=email, pagerduty=pagerduty, sms=sms, contacts=contacts).save(
+        f"{prefix}-alert-channels"
+    )
+    return f"{prefix}-alert-channels"
+
+
+@pytest.fixture
+def channels(
+    channel_set: str, http_recorder: HttpRecorder, smtp_receiver: SmtpReceiver
+) -> HttpRecorder:
+    """The HTTP receiver that the module's alert channels send to, emptied for this test
+    like the SMTP receiver."""
+    return http_recorder
+
+
+@pytest.fixture
+def targets(ops_block: str, channel_set: str) -> AlertTargets:
+    """This test's ops catalog and alert channels."""
+    return AlertTargets(ops_block, channel_set)
 
 
 def db_alert(key: str = "DATABASE_CONNECTION_LOST:platform", severity: str = "critical") -> Alert:
@@ -112,9 +118,13 @@ def ops_rows(url: str, query: str) -> list[tuple[Any, ...]]:
 
 
 def test_critical_at_peak_pages_sms_pagerduty_and_slack(
-    channels: HttpRecorder, smtp_receiver: SmtpReceiver, ops_block: str, platform_db: str
+    channels: HttpRecorder,
+    smtp_receiver: SmtpReceiver,
+    ops_block: str,
+    platform_db: str,
+    targets: AlertTargets,
 ) -> None:
-    outcome = raise_alert(db_alert(), PEAK_THURSDAY, ops_database_block=ops_block)
+    outcome = raise_alert(db_alert(), PEAK_THURSDAY, targets=targets)
 
     assert outcome.status == "sent"
     assert [(o.channel, o.ok) for o in outcome.deliveries] == [
@@ -172,12 +182,10 @@ def test_critical_at_peak_pages_sms_pagerduty_and_slack(
 
 
 def test_same_condition_does_not_page_twice(
-    channels: HttpRecorder, ops_block: str, platform_db: str
+    channels: HttpRecorder, ops_block: str, platform_db: str, targets: AlertTargets
 ) -> None:
-    first = raise_alert(db_alert(), PEAK_THURSDAY, ops_database_block=ops_block)
-    again = raise_alert(
-        db_alert(), PEAK_THURSDAY + timedelta(minutes=1), ops_database_block=ops_block
-    )
+    first = raise_alert(db_alert(), PEAK_THURSDAY, targets=targets)
+    again = raise_alert(db_alert(), PEAK_THURSDAY + timedelta(minutes=1), targets=targets)
 
     assert (first.status, again.status) == ("sent", "deduplicated")
     assert again.alert_id == first.alert_id
@@ -187,10 +195,10 @@ def test_same_condition_does_not_page_twice(
 
 
 def test_medium_in_business_hours_goes_to_slack_and_email_over_starttls(
-    channels: HttpRecorder, smtp_receiver: SmtpReceiver, ops_block: str
+    channels: HttpRecorder, smtp_receiver: SmtpReceiver, ops_block: str, targets: AlertTargets
 ) -> None:
     alert = db_alert("SLOW_RESPONSE_TIMES:api", "medium")
-    outcome = raise_alert(alert, BUSINESS_THURSDAY, ops_database_block=ops_block)
+    outcome = raise_alert(alert, BUSINESS_THURSDAY, targets=targets)
 
     assert [o.channel for o in outcome.deliveries] == ["slack", "email"]
     assert channels.requests("/v2/enqueue") == [] and channels.requests("/a1/sms") == []
@@ -202,12 +210,17 @@ def test_medium_in_business_hours_goes_to_slack_and_email_over_starttls(
 
 
 def test_holiday_alert_is_queued_then_sent_on_the_next_business_day(
-    channels: HttpRecorder, smtp_receiver: SmtpReceiver, ops_block: str, platform_db: str
+    channels: HttpRecorder,
+    smtp_receiver: SmtpReceiver,
+    ops_block: str,
+    platform_db: str,
+    targets: AlertTargets,
+    channel_set: str,
 ) -> None:
     outcome = raise_alert(
         db_alert("WEBHOOK_DELIVERY_FAILURES:square", "high"),
         MIDSOMMARAFTON,
-        ops_database_block=ops_block,
+        targets=targets,
     )
     assert outcome.status == "queued"
     assert outcome.respond_by == datetime(2027, 6, 28, 9, 0, tzinfo=STOCKHOLM)
@@ -217,25 +230,44 @@ def test_holiday_alert_is_queued_then_sent_on_the_next_business_day(
     ]
 
     # Midsommardagen and the weekend pass in silence ...
-    early = alert_escalation(ops_block, as_of=datetime(2027, 6, 28, 8, 59, tzinfo=STOCKHOLM))
+    early = alert_escalation(
+        ops_block,
+        as_of=datetime(2027, 6, 28, 8, 59, tzinfo=STOCKHOLM),
+        alert_channels_block=channel_set,
+    )
     assert early.sent == [] and channels.requests() == []
     # ... and Monday 09:00 it goes out on the business-hours channels.
-    monday = alert_escalation(ops_block, as_of=datetime(2027, 6, 28, 9, 0, tzinfo=STOCKHOLM))
+    monday = alert_escalation(
+        ops_block,
+        as_of=datetime(2027, 6, 28, 9, 0, tzinfo=STOCKHOLM),
+        alert_channels_block=channel_set,
+    )
     assert monday.sent == ["WEBHOOK_DELIVERY_FAILURES:square"]
     assert len(channels.requests("/slack/")) == 1 and len(smtp_receiver.messages) == 1
     assert ops_rows(platform_db, "SELECT status, delivered FROM ops.alerts") == [("open", True)]
 
 
 def test_unacknowledged_alert_escalates_then_acknowledge_stops_it(
-    channels: HttpRecorder, smtp_receiver: SmtpReceiver, ops_block: str, platform_db: str
+    channels: HttpRecorder,
+    smtp_receiver: SmtpReceiver,
+    ops_block: str,
+    platform_db: str,
+    targets: AlertTargets,
+    channel_set: str,
 ) -> None:
-    raise_alert(db_alert(), PEAK_THURSDAY, ops_database_block=ops_block)
+    raise_alert(db_alert(), PEAK_THURSDAY, targets=targets)
     channels.reset()
 
-    quiet = alert_escalation(ops_block, as_of=PEAK_THURSDAY + timedelta(minutes=4))
+    quiet = alert_escalation(
+        ops_block, as_of=PEAK_THURSDAY + timedelta(minutes=4), alert_channels_block=channel_set
+    )
     assert quiet.escalated == [] and channels.requests() == []
 
-    late = alert_escalation(ops_block, as_of=PEAK_THURSDAY + timedelta(minutes=5, seconds=30))
+    late = alert_escalation(
+        ops_block,
+        as_of=PEAK_THURSDAY + timedelta(minutes=5, seconds=30),
+        alert_channels_block=channel_set,
+    )
     assert late.escalated == ["DATABASE_CONNECTION_LOST:platform"]
     [sms] = channels.requests("/a1/sms")
     assert sms.form is not None and sms.form["to"] == "+46700000002"  # the Engineering Lead
@@ -247,7 +279,10 @@ def test_unacknowledged_alert_escalates_then_acknowledge_stops_it(
     assert ops_rows(platform_db, "SELECT escalation_level FROM ops.alerts") == [(1,)]
 
     result = alert_acknowledge(
-        "DATABASE_CONNECTION_LOST:platform", by="Anna", ops_database_block=ops_block
+        "DATABASE_CONNECTION_LOST:platform",
+        by="Anna",
+        ops_database_block=ops_block,
+        alert_channels_block=channel_set,
     )
     assert result.told == ["pagerduty", "slack"]
     ack = channels.requests("/v2/enqueue")[-1]
@@ -260,18 +295,28 @@ def test_unacknowledged_alert_escalates_then_acknowledge_stops_it(
         ("acknowledged", "Anna")
     ]
     channels.reset()
-    later = alert_escalation(ops_block, as_of=PEAK_THURSDAY + timedelta(hours=2))
+    later = alert_escalation(
+        ops_block, as_of=PEAK_THURSDAY + timedelta(hours=2), alert_channels_block=channel_set
+    )
     assert later.escalated == [] and channels.requests() == []
 
 
 def test_resolve_closes_pagerduty_and_follows_up_on_slack(
-    channels: HttpRecorder, ops_block: str, platform_db: str
+    channels: HttpRecorder,
+    ops_block: str,
+    platform_db: str,
+    targets: AlertTargets,
+    channel_set: str,
 ) -> None:
-    first = raise_alert(db_alert(), PEAK_THURSDAY, ops_database_block=ops_block)
+    first = raise_alert(db_alert(), PEAK_THURSDAY, targets=targets)
     channels.reset()
 
     result = alert_acknowledge(
-        "DATABASE_CONNECTION_LOST:platform", "resolve", by="Erik", ops_database_block=ops_block
+        "DATABASE_CONNECTION_LOST:platform",
+        "resolve",
+        by="Erik",
+        ops_database_block=ops_block,
+        alert_channels_block=channel_set,
     )
 
     assert result.told == ["pagerduty", "slack"]
@@ -287,21 +332,23 @@ def test_resolve_closes_pagerduty_and_follows_up_on_slack(
         ("resolved", "Erik")
     ]
     # The condition coming back is a new alert, paged again.
-    again = raise_alert(
-        db_alert(), PEAK_THURSDAY + timedelta(hours=1), ops_database_block=ops_block
-    )
+    again = raise_alert(db_alert(), PEAK_THURSDAY + timedelta(hours=1), targets=targets)
     assert again.status == "sent" and again.alert_id != first.alert_id
 
 
 def test_failed_channels_fall_back_and_the_failure_is_reported(
-    channels: HttpRecorder, smtp_receiver: SmtpReceiver, ops_block: str, platform_db: str
+    channels: HttpRecorder,
+    smtp_receiver: SmtpReceiver,
+    ops_block: str,
+    platform_db: str,
+    targets: AlertTargets,
 ) -> None:
     channels.fail("/slack/", 404, "no_service", times=10)
     smtp_receiver.reject("devops@ai-feedback.se", "550 5.1.1 mailbox unavailable")
     outcome = raise_alert(
         db_alert("CACHE_HIT_RATE_LOW:redis", "medium"),
         BUSINESS_THURSDAY,
-        ops_database_block=ops_block,
+        targets=targets,
     )
 
     assert [(o.channel, o.ok) for o in outcome.deliveries] == [
@@ -321,13 +368,13 @@ def test_failed_channels_fall_back_and_the_failure_is_reported(
 
 
 def test_throttled_slack_is_retried_after_retry_after(
-    channels: HttpRecorder, ops_block: str
+    channels: HttpRecorder, ops_block: str, targets: AlertTargets
 ) -> None:
     channels.fail("/slack/", 429, "rate_limited", headers={"Retry-After": "1"}, times=1)
     outcome = raise_alert(
         db_alert("SLOW_RESPONSE_TIMES:api", "medium"),
         BUSINESS_THURSDAY,
-        ops_database_block=ops_block,
+        targets=targets,
     )
     assert outcome.deliveries[0].channel == "slack" and outcome.deliveries[0].ok
     assert len(channels.requests("/slack/")) == 2
@@ -336,21 +383,21 @@ def test_throttled_slack_is_retried_after_retry_after(
 def test_unconfigured_channels_keep_the_alert_and_the_sweep_sends_it_later(
     http_recorder: HttpRecorder, ops_block: str, platform_db: str
 ) -> None:
-    _forget_channels()
+    channel_set = f"t{secrets.token_hex(4)}-alert-channels"  # not saved: no channel at all
+    targets = AlertTargets(ops_block, channel_set)
     with pytest.raises(OpsError) as caught:
-        raise_alert(db_alert(), PEAK_THURSDAY, ops_database_block=ops_block)
+        raise_alert(db_alert(), PEAK_THURSDAY, targets=targets)
     message = str(caught.value)
     assert "sms is not configured: set SMS_USERNAME, SMS_PASSWORD and SMS_TO" in message
     assert "slack is not configured: set SLACK_WEBHOOK_URL" in message
     assert ops_rows(platform_db, "SELECT status, delivered FROM ops.alerts") == [("open", False)]
 
-    SlackAlerts(webhook_url=SecretStr(f"{http_recorder.url}/slack/{SLACK_SECRET}")).save(
-        config.SLACK_BLOCK, overwrite=True
+    AlertChannels(
+        slack=SlackAlerts(webhook_url=SecretStr(f"{http_recorder.url}/slack/{SLACK_SECRET}"))
+    ).save(channel_set)
+    sweep = alert_escalation(
+        ops_block, as_of=PEAK_THURSDAY + timedelta(minutes=1), alert_channels_block=channel_set
     )
-    try:
-        sweep = alert_escalation(ops_block, as_of=PEAK_THURSDAY + timedelta(minutes=1))
-    finally:
-        _forget_channels()
     assert sweep.sent == ["DATABASE_CONNECTION_LOST:platform"]
     alert_post, problem = http_recorder.requests("/slack/")
     assert "Database connection lost" in alert_post.json["text"]
@@ -360,12 +407,16 @@ def test_unconfigured_channels_keep_the_alert_and_the_sweep_sends_it_later(
 
 
 def test_alert_is_sent_even_when_the_ops_catalog_is_down(
-    channels: HttpRecorder, tmp_path: Path, save_blocks: Any
+    channels: HttpRecorder,
+    tmp_path: Path,
+    save_blocks: Any,
+    channel_set: str,
+    targets: AlertTargets,
 ) -> None:
     down = f"postgresql://postgres@127.0.0.1:{free_port()}/ops"
     blocks = save_blocks(DATABASE_URL=down, BACKUP_URL=f"file://{tmp_path}")
     outcome = raise_alert(
-        db_alert(), PEAK_THURSDAY, ops_database_block=blocks["ops_database_block"]
+        db_alert(), PEAK_THURSDAY, targets=AlertTargets(blocks["ops_database_block"], channel_set)
     )
     assert outcome.status == "sent" and outcome.recorded is False
     assert len(channels.requests("/v2/enqueue")) == 1
@@ -380,14 +431,14 @@ def test_unknown_severity_is_refused_with_one_line() -> None:
 
 
 def test_no_secret_reaches_logs_or_artifacts(
-    channels: HttpRecorder, smtp_receiver: SmtpReceiver, ops_block: str
+    channels: HttpRecorder, smtp_receiver: SmtpReceiver, ops_block: str, targets: AlertTargets
 ) -> None:
     from prefect import flow
 
     @flow
     def page_someone() -> None:
-        raise_alert(db_alert(), PEAK_THURSDAY, ops_database_block=ops_block)
-        raise_alert(db_alert("x", "medium"), BUSINESS_THURSDAY, ops_database_block=ops_block)
+        raise_alert(db_alert(), PEAK_THURSDAY, targets=targets)
+        raise_alert(db_alert("x", "medium"), BUSINESS_THURSDAY, targets=targets)
 
     state = page_someone(return_state=True)
     assert state.is_completed()

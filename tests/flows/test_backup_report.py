@@ -31,6 +31,8 @@ def test_all_checks_pass_then_a_missing_replica_and_an_old_backup_are_flagged(
     client = s3.s3_client(s3_endpoint)
     gothenburg = s3.create_bucket(client, s3.new_bucket_name("fo-gbg"))
     params = save_blocks(
+        "config-backup-key",
+        "pos-providers",
         DATABASE_URL=platform_db,
         BACKUP_URL=f"s3://{s3_bucket}/platform",
         BACKUP_REPLICA_URLS=f"s3://{gothenburg}/platform",

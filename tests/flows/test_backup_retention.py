@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from blocks import PostgresDatabase
+from blocks.catalog import backups, engine_for, migrate
+from blocks.storage.manifest import BackupKeys, build_manifest, dump_manifest, new_backup_id
+from blocks.storage.stores import LocalStore, parse_location
+from blocks.storage.verify import expected_encryption
 from flows.backup_retention import backup_retention
-from tasks import catalog
-from tasks.manifest import BackupKeys, build_manifest, dump_manifest, new_backup_id
-from tasks.object_store import LocalStore, parse_location
-from tasks.storage import expected_encryption
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 NOW = datetime(2027, 1, 1, 6, 0, tzinfo=STOCKHOLM)
@@ -26,8 +26,8 @@ def seed_history(
     """One small fake dump a day, with manifests, a replica copy and catalog rows."""
     stores = [LocalStore(parse_location(f"file://{p}")) for p in (root, replica)]
     ops = PostgresDatabase.from_url(ops_url)
-    engine = catalog.engine_for(ops)
-    catalog.migrate(engine, ops)
+    engine = engine_for(ops)
+    migrate(engine, ops)
     ids = {}
     for i in range(days):
         day = first + timedelta(days=i)
@@ -44,13 +44,13 @@ def seed_history(
         for store in stores:
             store.put_bytes(keys.object, body)
             store.put_bytes(keys.manifest, dump_manifest(manifest))
-        catalog.upsert_from_manifest(
+        backups.upsert_from_manifest(
             engine,
             {"id": backup_id, "kind": "database", "status": "completed", "source": "db",
              "locations": [], "started_at": at, "manifest": manifest},
         )  # fmt: skip
         if day in verified:
-            catalog.record_verification(
+            backups.record_verification(
                 engine, backup_id, verified_at=at, status="passed", restore_seconds=1.0, error=None
             )
         ids[day] = backup_id

@@ -26,6 +26,7 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 from prefect.logging.handlers import APILogHandler
+from support.names import EVERY_BLOCK
 from support.pos_fakes import (
     JWT_BEARER,
     SHOPIFY_TOKEN,
@@ -39,13 +40,13 @@ from support.pos_fakes import (
 )
 
 from blocks import PostgresDatabase
+from blocks.encryption import key_id, open_sealed
 from blocks.pos import PosProviders
 from deployments import DeploymentSpec
 from deployments.schedules import daily_at
 from feedback_ops.config import blocks_from_env
 from feedback_ops.errors import ConfigError
 from flows.config_backup import app_config_backup, pos_config_backup
-from tasks.sealing import key_id, open_sealed
 
 SIGNING_KEYS = [s["signingKey"] for s in ZETTLE_SUBSCRIPTIONS]
 SQUARE_VERSION = PosProviders().square_version
@@ -74,9 +75,9 @@ def new_key() -> tuple[str, bytes]:
     return base64.b64encode(raw).decode(), raw
 
 
-def config_params(save_blocks: Any, **env: str) -> dict[str, Any]:
+def config_params(save_blocks: Any, *also: str, **env: str) -> dict[str, Any]:
     """`save_blocks`' flow parameters plus the config-backup key block's name."""
-    params: dict[str, Any] = save_blocks(**env)
+    params: dict[str, Any] = save_blocks("config-backup-key", "pos-providers", *also, **env)
     prefix = params["database_block"].removesuffix("platform-postgres")
     return params | {"key_block": f"{prefix}config-backup-key"}
 
@@ -322,11 +323,12 @@ def test_without_a_key_signing_keys_are_left_out_and_a_provider_without_token_is
     assert len(pos_fake.requests()) == 4  # two Square pages, Zettle's grant and list
 
 
-def test_square_unavailable_once_is_retried_and_the_backup_completes(
+def test_square_unavailable_once_is_asked_again_after_retry_after_and_the_backup_completes(
     platform_db: str, pos_fake: PosFake, tmp_path: Path, save_blocks: Any
 ) -> None:
-    """A 503 is transient: the task waits RETRY_DELAYS[0] (10 s) and reads every page."""
-    pos_fake.fail("/square/", 503, times=1)
+    """A 503 with Retry-After is transient: asked again after exactly that long, then
+    every page is read."""
+    pos_fake.fail("/square/", 503, times=1, retry_after=1)
     params = pos_params(
         save_blocks, DATABASE_URL=platform_db, BACKUP_URL=f"file://{tmp_path}", **pos_fake.env()
     )
@@ -341,7 +343,7 @@ def test_square_unavailable_once_is_retried_and_the_backup_completes(
     assert webhooks["shopify"]["subscriptions"] == SHOPIFY_WEBHOOKS
     # The failed attempt, then both pages.
     assert len(pos_fake.requests("/square/")) == 3
-    assert elapsed >= 10
+    assert elapsed >= 1
     assert query(platform_db, "SELECT status FROM ops.backup_records") == [("completed",)]
 
 
@@ -435,7 +437,7 @@ def test_app_bundle_holds_blocks_deployments_and_tables_with_secrets_sealed(
         "AWS_SECRET_ACCESS_KEY": f"aws-{secrets.token_hex(12)}",
         "SLACK_WEBHOOK_URL": f"https://hooks.slack.com/services/T0/B0/{secrets.token_hex(12)}",
     }
-    params = config_params(save_blocks, **env)
+    params = config_params(save_blocks, EVERY_BLOCK, **env)
     prefix = params["database_block"].removesuffix("platform-postgres")
     # A deployment as `feedback-ops up` registers it, under a name of this test's own.
     deployment = DeploymentSpec(
@@ -478,6 +480,7 @@ def test_app_bundle_holds_blocks_deployments_and_tables_with_secrets_sealed(
             "backup-storage",
             "slack-alerts",
             "escalation-contacts",
+            "alert-channels",
         )
     }
     expected_secrets = {
@@ -503,6 +506,13 @@ def test_app_bundle_holds_blocks_deployments_and_tables_with_secrets_sealed(
         db.database,
     )
     assert opened["blocks"][f"{prefix}pos-providers"]["data"]["zettle_client_id"] == "zettle-client"
+    # The alert channels refer to the Slack block: its webhook is sealed there too.
+    channels = sections["blocks"][f"{prefix}alert-channels"]["data"]
+    assert is_sealed(channels["slack"]["webhook_url"], key)
+    assert (
+        opened["blocks"][f"{prefix}alert-channels"]["data"]["slack"]["webhook_url"]
+        == (env["SLACK_WEBHOOK_URL"])
+    )
 
     # The deployment, with its schedule and parameters.
     served = sections["deployments"][f"pos-config-backup/{prefix}daily-0300"]

@@ -24,11 +24,11 @@ from support.net import wait_until
 from support.pgcompare import fingerprint
 
 from blocks import PostgresDatabase
+from blocks.catalog import backups, engine_for
+from blocks.postgres.dump import PG_DUMP_APPLICATION_NAME
+from blocks.storage.stores import LocalStore, parse_location
 from flows.database_backup import database_backup
 from policy import route
-from tasks import catalog
-from tasks.object_store import LocalStore, parse_location
-from tasks.pg_dump import PG_DUMP_APPLICATION_NAME
 from tasks.postgres import dump_database
 
 PG_RESTORE = "pg_restore"
@@ -45,9 +45,9 @@ def restore_into(dump: Path, target_url: str) -> None:
 
 def catalog_row(url: str, backup_id: str) -> dict[str, Any] | None:
     ops = PostgresDatabase.from_url(url)
-    engine = catalog.engine_for(ops)
+    engine = engine_for(ops)
     try:
-        return catalog.read_record(engine, backup_id)
+        return backups.read_record(engine, backup_id)
     finally:
         engine.dispose()
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from support import s3
 
-from feedback_ops.errors import ConfigError, OpsError
-from tasks.object_store import (
+from blocks.storage.stores import (
     Digest,
     HashingReader,
     LocalStore,
@@ -20,7 +19,8 @@ from tasks.object_store import (
     open_store,
     parse_location,
 )
-from tasks.storage import check_stored
+from blocks.storage.verify import check_stored
+from feedback_ops.errors import ConfigError, OpsError
 
 MIB = 1024 * 1024
 

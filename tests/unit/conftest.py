@@ -10,39 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from feedback_ops.settings import VARIABLES
+
 FEEDBACK_OPS = Path(sys.executable).parent / "feedback-ops"
-# Every variable the project reads: a developer's shell must not leak into a test run.
-PROJECT_VARIABLES = (
-    "DATABASE_URL",
-    "OPS_DATABASE_URL",
-    "BACKUP_URL",
-    "BACKUP_REPLICA_URLS",
-    "S3_ENDPOINT_URL",
-    "BACKUP_SSE",
-    "BACKUP_KMS_KEY_ID",
-    "AWS_SESSION_TOKEN",
-    "AWS_REGION",
-    "FEEDBACK_OPS_STATE_DIR",
-    "FEEDBACK_OPS_PORT",
-    "PREFECT_API_URL",
-    "PREFECT_API_KEY",
-    "PG_BIN_DIR",
-    "REDIS_URL",
-    "REDIS_SNAPSHOT_METHOD",
-    "REDIS_DATA_DIR",
-    "REDIS_STOP_COMMAND",
-    "REDIS_START_COMMAND",
-    "CONFIG_BACKUP_KEY",
-    "SQUARE_ACCESS_TOKEN",
-    "SQUARE_API_URL",
-    "SHOPIFY_SHOP_DOMAIN",
-    "SHOPIFY_ACCESS_TOKEN",
-    "SHOPIFY_API_URL",
-    "ZETTLE_CLIENT_ID",
-    "ZETTLE_API_KEY",
-    "ZETTLE_OAUTH_URL",
-    "ZETTLE_PUSHER_URL",
-)
+# Every variable the project reads (the settings table), and Prefect's own server and
+# key: a developer's shell must not leak into a test run.
+PROJECT_VARIABLES = (*VARIABLES, "PREFECT_API_URL", "PREFECT_API_KEY")
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 

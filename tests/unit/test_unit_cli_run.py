@@ -1,8 +1,8 @@
 """`feedback-ops run`, as the real console script: one JSON line on stdout, logs on stderr.
 
-Each run finds no server on its FEEDBACK_OPS_PORT, so it uses Prefect's ephemeral API
-(several seconds to start). The runs of this module share one Prefect home, so its
-database is migrated once.
+Runs that reach a flow use the session's Prefect server (`PREFECT_API_URL`), as they
+would with `feedback-ops up` running, except one: the backup to a local folder finds no
+server, as on a newcomer's machine, and starts Prefect's ephemeral API itself.
 """
 
 from __future__ import annotations
@@ -22,17 +22,15 @@ from support.net import free_port
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture(scope="module")
-def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(tmp_path_factory.mktemp("cli-run-prefect-home"))
-
-
 @pytest.fixture
-def run(feedback_ops: RunCli, prefect_home: str) -> Callable[..., tuple[int, dict[str, Any]]]:
-    """`run(*args, **env)` -> (exit code, the one JSON object printed on stdout)."""
+def run(feedback_ops: RunCli, prefect_api_url: str) -> Callable[..., tuple[int, dict[str, Any]]]:
+    """`run(*args, **env)` -> (exit code, the one JSON object printed on stdout), against
+    the session's Prefect server unless `PREFECT_API_URL=""` is given."""
 
     def run_json(*args: str, **env: str) -> tuple[int, dict[str, Any]]:
-        env.setdefault("PREFECT_HOME", prefect_home)
+        env.setdefault("PREFECT_API_URL", prefect_api_url)
+        if not env["PREFECT_API_URL"]:
+            del env["PREFECT_API_URL"]  # the developer's own is kept out by feedback_ops
         env.setdefault("FEEDBACK_OPS_PORT", str(free_port()))
         done = feedback_ops("run", *args, "--json", **env)
         lines = done.stdout.splitlines()
@@ -94,7 +92,13 @@ def test_backup_to_a_local_folder(
 ) -> None:
     backups = tmp_path / "backups"
 
-    code, report = run("database-backup", DATABASE_URL=platform_db, BACKUP_URL=f"file://{backups}")
+    # No PREFECT_API_URL and nothing on FEEDBACK_OPS_PORT: the ephemeral API.
+    code, report = run(
+        "database-backup",
+        DATABASE_URL=platform_db,
+        BACKUP_URL=f"file://{backups}",
+        PREFECT_API_URL="",
+    )
 
     assert report["state"] == "Completed", report
     assert code == 0

@@ -6,13 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from blocks import BackupStorage, PostgresDatabase
-from feedback_ops.config import (
-    BACKUP_STORAGE_BLOCK,
-    OPS_DATABASE_BLOCK,
-    PLATFORM_DATABASE_BLOCK,
-    blocks_from_env,
-)
+from blocks import AlertChannels, BackupStorage, PostgresDatabase
+from blocks.names import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK, PLATFORM_DATABASE_BLOCK
+from feedback_ops.config import blocks_from_env
 from feedback_ops.errors import ConfigError
 
 PASSWORD = "s3cr3t:p@ss/wörd"
@@ -58,7 +54,11 @@ def test_defaults(tmp_path: Path) -> None:
         "escalation-contacts",
         "pos-providers",
         "config-backup-key",
+        "alert-channels",
     }
+    channels = blocks["alert-channels"]
+    assert isinstance(channels, AlertChannels)
+    assert [channels.slack, channels.email, channels.pagerduty, channels.sms] == [None] * 4
     for db in (platform(blocks), ops(blocks)):
         assert (db.host, db.port, db.database, db.username) == (
             "127.0.0.1",

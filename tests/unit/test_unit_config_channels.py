@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from blocks.channels import EmailAlerts, PagerDutyAlerts, SlackAlerts, SmsAlerts
-from blocks.contacts import EscalationContacts
+from blocks.channels import AlertChannels, EmailAlerts, PagerDutyAlerts, SlackAlerts, SmsAlerts
+from blocks.channels.contacts import EscalationContacts
 from feedback_ops.config import blocks_from_env
 from feedback_ops.errors import ConfigError
+from policy import Channel
 
 SLACK = "https://hooks.slack.com/services/T000/B000/abcdefghijkl"
 
@@ -22,6 +23,7 @@ def test_no_channel_variables_means_no_channel_blocks() -> None:
         "escalation-contacts",
         "pos-providers",
         "config-backup-key",
+        "alert-channels",
     }
 
 
@@ -101,3 +103,19 @@ def test_bad_channel_settings_name_the_variable(env: dict[str, str], message: st
     with pytest.raises(ConfigError) as caught:
         blocks_from_env(env)
     assert str(caught.value) == message
+
+
+def test_the_alert_channels_block_holds_the_very_channel_blocks_that_are_saved() -> None:
+    """The same objects, so that once each channel is saved, the set refers to it."""
+    blocks = blocks_from_env({"SLACK_WEBHOOK_URL": SLACK, "PAGERDUTY_ROUTING_KEY": "R0UT1NG"})
+    channels = blocks["alert-channels"]
+    assert isinstance(channels, AlertChannels)
+    assert channels.slack is blocks["slack-alerts"]
+    assert channels.pagerduty is blocks["pagerduty-alerts"]
+    assert channels.contacts is blocks["escalation-contacts"]
+    assert (channels.email, channels.sms) == (None, None)
+    assert list(blocks)[-1] == "alert-channels"  # saved after what it refers to
+    assert channels.configured(Channel.SLACK) and not channels.configured(Channel.SMS)
+    with pytest.raises(ConfigError) as caught:
+        channels.sender(Channel.EMAIL)
+    assert str(caught.value) == "email is not configured: set SMTP_HOST and ALERT_EMAIL_TO"

@@ -9,6 +9,7 @@ from types import ModuleType
 
 import pytest
 from prefect import Flow, Task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
 from prefect.deployments.runner import RunnerDeployment
 from prefect.flows import load_flow_from_entrypoint
@@ -105,3 +106,29 @@ def test_the_walk_finds_the_flows_and_their_tasks() -> None:
 def test_every_flow_and_task_has_a_docstring(where: str, obj: Flow | Task) -> None:
     assert (inspect.getdoc(obj.fn) or "").strip(), f"{where} ({obj.name}) has no docstring"
     assert (obj.description or "").strip(), f"{where} ({obj.name}) has no description"
+
+
+TASKS = [(where, obj) for where, obj in OBJECTS if isinstance(obj, Task)]
+
+
+def test_tasks_live_under_tasks_and_flows_only_call_them() -> None:
+    assert TASKS
+    defined_in = {task.name: task.fn.__module__ for _, task in TASKS}
+    assert all(m.startswith("tasks.") for m in defined_in.values()), defined_in
+    for module in modules_of(tasks):
+        if module is tasks:
+            continue
+        defined = [v for v in vars(module).values() if isinstance(v, Task)]
+        assert defined, f"{module.__name__} holds no task: it belongs under blocks/"
+
+
+@pytest.mark.parametrize(("where", "task"), TASKS, ids=[where for where, _ in TASKS])
+def test_every_task_has_a_limit_and_the_shared_retry_policy(where: str, task: Task) -> None:
+    # A step that records in the catalog and then tells people gets both limits.
+    limits = {tasks.QUICK, tasks.TRANSFER, tasks.DELIVERY, tasks.QUICK + tasks.DELIVERY}
+    assert task.timeout_seconds in limits, (where, task.timeout_seconds)
+    assert task.retry_condition_fn is tasks.retry_if_transient
+    if task.retries:
+        assert task.retries == tasks.RETRIES
+        assert task.retry_delay_seconds in (tasks.RETRY_DELAYS, tasks.ALERT_RETRY_DELAYS)
+    assert task.cache_policy is NO_CACHE

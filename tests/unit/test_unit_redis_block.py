@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from blocks.names import REDIS_BLOCK
 from blocks.redis import RedisServer
-from feedback_ops.config import REDIS_BLOCK, blocks_from_env
+from feedback_ops.config import blocks_from_env
 from feedback_ops.errors import ConfigError
 
 PASSWORD = "s3cr3t:p@ss/wörd#1?"

@@ -7,8 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from feedback_ops.errors import OpsError
-from tasks.redis_format import (
+from blocks.redis.records import (
     MAGIC,
     NO_EXPIRY,
     KeyRecord,
@@ -17,6 +16,7 @@ from tasks.redis_format import (
     read_records,
     select_record,
 )
+from feedback_ops.errors import OpsError
 
 # Keys before any select record are in database 0; databases need not be in order.
 RECORDS = [

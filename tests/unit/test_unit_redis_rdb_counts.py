@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from support.redis_server import redis_server
 
+from blocks.redis.snapshot import _rdb_databases, _rdb_length
+from blocks.storage.stores import LocalStore, parse_location
 from feedback_ops.errors import OpsError
-from tasks.object_store import LocalStore, parse_location
-from tasks.redis_snapshot import _rdb_databases, _rdb_length
 
 KEY = "redis/2027/03/snapshot.rdb"
 # db -> (keys, of which with a TTL). 20000 needs the 32-bit length, 300 and 70 the

@@ -1,0 +1,212 @@
+"""The ops catalog's tables, declared once, and the migration that brings a database to them.
+
+Schema `ops` holds `backup_records` (mirroring the manifests in storage, which stay the
+record of truth), and `alerts` with `alert_deliveries` (who was told what, when). The
+tables below are the only description of the schema: `migrate` creates what is
+missing from them, table by table, column by column, index by index, so a catalog
+made by an older release gains the new columns and nothing is ever dropped.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Double,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    inspect,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.schema import CreateColumn, CreateSchema
+
+from blocks.postgres import PostgresDatabase
+from blocks.postgres.client import explain_postgres_error
+from feedback_ops.errors import OpsError
+
+SCHEMA = "ops"
+EMPTY_LIST = text("'[]'::jsonb")
+EMPTY_OBJECT = text("'{}'::jsonb")
+
+metadata = MetaData(schema=SCHEMA)
+
+backup_records = Table(
+    "backup_records",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column(
+        "status",
+        Text,
+        CheckConstraint("status IN ('running', 'completed', 'failed')"),
+        nullable=False,
+    ),
+    Column("source", Text, nullable=False),
+    Column("locations", JSONB, nullable=False, server_default=EMPTY_LIST),
+    Column("size", BigInteger),
+    Column("sha256", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("duration_seconds", Double),
+    Column("error", Text),
+    Column("manifest", JSONB),
+    Column("flow_run_id", Text),
+    Column("verified_at", DateTime(timezone=True)),
+    Column("verify_status", Text, CheckConstraint("verify_status IN ('passed', 'failed')")),
+    Column("verify_error", Text),
+    Column("restore_seconds", Double),
+    Index("backup_records_kind_created", "kind", text("started_at DESC")),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("dedup_key", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column(
+        "severity",
+        Text,
+        CheckConstraint("severity IN ('critical', 'high', 'medium', 'low')"),
+        nullable=False,
+    ),
+    Column("summary", Text, nullable=False),
+    Column("details", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    Column("runbook_section", Text),
+    Column("source_flow_run", Text),
+    Column(
+        "status",
+        Text,
+        CheckConstraint("status IN ('open', 'queued', 'acknowledged', 'resolved')"),
+        nullable=False,
+    ),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("occurrences", Integer, nullable=False, server_default=text("1")),
+    Column("period", Text, nullable=False),
+    Column("holiday", Text),
+    Column("respond_within_minutes", Integer),
+    Column("respond_by", DateTime(timezone=True)),
+    Column("escalation", JSONB, nullable=False, server_default=EMPTY_LIST),
+    Column("escalation_level", Integer, nullable=False, server_default=text("0")),
+    Column("next_escalation_at", DateTime(timezone=True)),
+    Column("delivered", Boolean, nullable=False, server_default=text("false")),
+    Column("acknowledged_at", DateTime(timezone=True)),
+    Column("acknowledged_by", Text),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("resolved_by", Text),
+    # One live alert per condition: raising it again while live only counts.
+    Index(
+        "alerts_live_dedup_key",
+        "dedup_key",
+        unique=True,
+        postgresql_where=text("status <> 'resolved'"),
+    ),
+    Index("alerts_due", "next_escalation_at", postgresql_where=text("status <> 'resolved'")),
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, ForeignKey("ops.alerts.id"), nullable=False),
+    Column("action", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("recipients", JSONB, nullable=False, server_default=EMPTY_LIST),
+    Column("status", Text, CheckConstraint("status IN ('sent', 'failed')"), nullable=False),
+    Column("escalation_level", Integer, nullable=False, server_default=text("0")),
+    Column("provider_id", Text),
+    Column("http_status", Integer),
+    Column("error", Text),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Index("alert_deliveries_alert", "alert_id", "at"),
+)
+
+
+def migrate(engine: Engine, db: PostgresDatabase) -> list[str]:
+    """Bring schema `ops` to the tables above; returns what was created, e.g.
+    `table ops.alerts` or `column ops.backup_records.verified_at`.
+
+    Runs in one transaction under an advisory lock, so two flows starting together
+    cannot both create the same table.
+
+    Raises:
+        OpsError: the database refused (the message is libpq's reason), or a column
+            that must be filled has no default to fill the existing rows with.
+    """
+    try:
+        with engine.connect() as conn:
+            if _up_to_date(conn):
+                return []
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('feedback-ops:migrate'))"))
+            conn.execute(CreateSchema(SCHEMA, if_not_exists=True))
+            return _bring_up_to_date(conn)
+    except OperationalError as exc:
+        raise explain_postgres_error(str(exc.orig), db) from None
+
+
+def _up_to_date(conn: Connection) -> bool:
+    """Whether every table, column and index above exists: two cheap queries, so the
+    steps that open the catalog on every run take no lock when nothing is missing."""
+    columns = {
+        (str(table), str(column))
+        for table, column in conn.execute(
+            text(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = :schema"
+            ),
+            {"schema": SCHEMA},
+        )
+    }
+    indexes = set(
+        conn.execute(
+            text("SELECT indexname FROM pg_indexes WHERE schemaname = :schema"),
+            {"schema": SCHEMA},
+        ).scalars()
+    )
+    return all(
+        (table.name, column.name) in columns
+        for table in metadata.sorted_tables
+        for column in table.columns
+    ) and all(index.name in indexes for table in metadata.sorted_tables for index in table.indexes)
+
+
+def _bring_up_to_date(conn: Connection) -> list[str]:
+    inspector = inspect(conn)
+    present = set(inspector.get_table_names(schema=SCHEMA))
+    created: list[str] = []
+    for table in metadata.sorted_tables:
+        if table.name not in present:
+            table.create(conn)
+            created.append(f"table {table.fullname}")
+            continue
+        columns = {c["name"] for c in inspector.get_columns(table.name, schema=SCHEMA)}
+        for column in table.columns:
+            if column.name in columns:
+                continue
+            if not column.nullable and column.server_default is None:
+                raise OpsError(
+                    f"cannot add column {table.fullname}.{column.name}: it is NOT NULL "
+                    "without a server default for the rows already there"
+                )
+            spec = CreateColumn(column).compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {table.fullname} ADD COLUMN {spec}"))
+            created.append(f"column {table.fullname}.{column.name}")
+        indexes = {i["name"] for i in inspector.get_indexes(table.name, schema=SCHEMA)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(conn)
+                created.append(f"index {SCHEMA}.{index.name}")
+    return created
