@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from feedback_ops.errors import OpsError, TransientError
+from feedback_ops.errors import OpsError, TimedOut, TransientError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -55,7 +55,7 @@ def explain_postgres_error(message: str, db: PostgresDatabase) -> OpsError:
     if "could not translate host name" in lower or "name or service not known" in lower:
         return OpsError(f"{where} is unreachable: unknown host {db.host!r}")
     if "timeout expired" in lower:
-        return OpsError(
+        return TimedOut(
             f"{where} is unreachable: no answer within {db.connect_timeout} s (connect_timeout)"
         )
     if (
