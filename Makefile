@@ -28,14 +28,17 @@ pytest:
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# uv installs the same packages from PyPI as pip would, in a sixth of the time.
+UV := $(BIN)/python -m uv pip install --quiet --python $(BIN)/python
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet 'uv>=0.5,<1'
+	$(UV) -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(UV) -e '.[dev]'
 	touch $@
 
 # pg_dump and pg_restore must be installed for the backups themselves, redis-cli and

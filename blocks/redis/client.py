@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from blocks.redis import RedisServer
 from feedback_ops.errors import OpsError, TransientError
@@ -50,8 +52,13 @@ def redis_errors(server: RedisServer) -> Iterator[None]:
 
 
 def client_for(server: RedisServer, db: int = 0) -> redis.Redis:
-    """A redis-py client for one database (bytes in, bytes out)."""
-    return redis.Redis(**server.client_kwargs(db))
+    """A redis-py client for one database (bytes in, bytes out).
+
+    It tries each command once: redis-py would otherwise retry a refused login or a
+    dropped connection three times with backoff, seconds spent before the task's own
+    retry policy (transient failures only) even sees the failure.
+    """
+    return redis.Redis(**server.client_kwargs(db), retry=Retry(NoBackoff(), 0))
 
 
 @contextmanager
