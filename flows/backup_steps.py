@@ -98,11 +98,13 @@ def take_backup(
             or a replica could not be written (the primary copy is then kept).
     """
     primary, replicas = storage.primary(), storage.replicas()
-    # 1. Every location can be written, before anything is locked or recorded.
-    for store in (primary, *replicas):
-        check_access(store)
-    # 2. One backup, restore or failover of a system at a time.
+    # 1. One backup, restore or failover of a system at a time. Taken before any task
+    # runs: a SQLite-backed Prefect server answers the slot request only once it has
+    # written the previous task run's states, up to 2 s later.
     with system_lock(what.lock):
+        # 2. Every location can be written, before anything is recorded.
+        for store in (primary, *replicas):
+            check_access(store)
         # 3. The catalog exists, and records the backup as running.
         open_catalog(ops_db)
         started = datetime.now(UTC)

@@ -1,5 +1,4 @@
-"""Tasks on the Prefect API itself: the project's blocks and deployments, and the
-concurrency limits that keep two runs off one system."""
+"""Tasks on the Prefect API itself: the project's blocks and deployments."""
 
 from __future__ import annotations
 
@@ -8,24 +7,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.exceptions import ObjectNotFound
 
 from tasks import QUICK, step
 
 T = TypeVar("T")
 PAGE = 200  # the API's own default and maximum page size
-
-
-@step("ensure-lock", limit=QUICK)
-def ensure_limit(name: str) -> None:
-    """Create the one-slot global concurrency limit `name` unless it exists (an existing
-    one keeps the limit it was given)."""
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
 
 
 @step("read-prefect-configuration", limit=QUICK)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
+from blocks.tools import installed
 from feedback_ops.errors import OpsError, TimedOut, TransientError
 
 if TYPE_CHECKING:
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 
     from blocks.postgres import PostgresDatabase
 
-TOOL_VERSION_TIMEOUT_SECONDS = 30
 
 _TRANSIENT_MARKERS = (
     "server closed the connection unexpectedly",
@@ -106,10 +104,7 @@ def find_pg_tool(name: str, major: int | None = None) -> str:
         candidate = Path(f"/usr/lib/postgresql/{major}/bin/{name}")
         if candidate.exists():
             return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        raise OpsError(f"{name} is not installed (apt-get install postgresql-client)")
-    return found
+    return installed(name, "postgresql-client")
 
 
 def list_tables(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
@@ -158,18 +153,6 @@ def table_rows(db: PostgresDatabase, table: str) -> list[dict[str, Any]] | None:
             return [row[0] for row in conn.execute(query)]
     except psycopg.Error as exc:
         raise explain_postgres_error(str(exc), db) from None
-
-
-def pg_tool_version(path: str) -> str:
-    """`pg_dump (PostgreSQL) 15.20` and the like."""
-    out = subprocess.run(
-        [path, "--version"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=TOOL_VERSION_TIMEOUT_SECONDS,
-    )
-    return out.stdout.strip()
 
 
 def child_env(db: PostgresDatabase, application_name: str = "feedback-ops") -> dict[str, str]:

@@ -24,10 +24,10 @@ from blocks.postgres.client import (
     explain_postgres_error,
     find_pg_tool,
     list_tables,
-    pg_tool_version,
     server_major,
 )
 from blocks.storage.stores import HashingReader, ObjectStore
+from blocks.tools import tool_version
 from feedback_ops.errors import OpsError
 
 PG_DUMP_APPLICATION_NAME = "feedback-ops-pg_dump"
@@ -131,7 +131,7 @@ def dump_to_store(
         sha256=digest.sha256,
         row_counts=counts,
         server_version=server_version,
-        pg_dump_version=pg_tool_version(pg_dump),
+        pg_dump_version=tool_version(pg_dump),
         started_at=started,
         finished_at=datetime.now(UTC),
     )

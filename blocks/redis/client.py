@@ -7,8 +7,6 @@ it, while a wrong password or a refused command fails at once.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,9 +16,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from blocks.redis import RedisServer
+from blocks.tools import installed
 from feedback_ops.errors import OpsError, TransientError
-
-TOOL_VERSION_TIMEOUT_SECONDS = 30
 
 
 def explain_redis_error(exc: Exception, server: RedisServer) -> OpsError:
@@ -117,19 +114,4 @@ def find_redis_tool(name: str) -> str:
     Raises:
         OpsError: the tool is not installed.
     """
-    path = shutil.which(name)
-    if path is None:
-        raise OpsError(f"{name} is not installed (Debian package redis-tools)")
-    return path
-
-
-def tool_version(path: str) -> str:
-    """`redis-cli 7.0.15`."""
-    out = subprocess.run(
-        [path, "--version"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=TOOL_VERSION_TIMEOUT_SECONDS,
-    )
-    return out.stdout.strip()
+    return installed(name, "redis-tools")

@@ -28,6 +28,7 @@ from blocks.redis import RedisServer
 from blocks.redis.client import client_for, connected, keyspace, pack, redis_errors, roundtrip
 from blocks.redis.records import NO_EXPIRY, read_records
 from blocks.redis.snapshot import logical_chunks
+from blocks.tools import installed
 from feedback_ops.errors import OpsError
 
 _REPLACE = (b"REPLACE", b"ABSTTL")
@@ -108,9 +109,7 @@ def _batches(records: Iterable[Any]) -> Iterator[tuple[int, list[Any]]]:
 def temporary_server(rdb_file: Path) -> Iterator[RedisServer]:
     """A `redis-server` that loaded `rdb_file`, on a Unix socket in a private folder;
     stopped and removed on exit. It persists nothing and listens on no TCP port."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise OpsError("redis-server is not installed here (Debian package redis-server)")
+    binary = installed("redis-server", "redis-server")
     with tempfile.TemporaryDirectory(prefix="fo-redis-") as tmp:
         os.chmod(tmp, 0o700)
         # The server loads from its own folder: a hard link when possible, not a copy.

@@ -36,10 +36,10 @@ from blocks.redis.client import (
     redis_errors,
     roundtrip,
     server_facts,
-    tool_version,
 )
 from blocks.redis.records import MAGIC, NO_EXPIRY, end_record, key_record, select_record
 from blocks.storage.stores import CHUNK_SIZE, ChunkStream, HashingReader, ObjectStore
+from blocks.tools import tool_version
 from feedback_ops.errors import OpsError, TransientError
 
 # After the stream ends, redis-cli and redis-check-rdb only have their exit left to do.
