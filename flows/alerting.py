@@ -38,6 +38,14 @@ def alert_escalation(
 
     `as_of` evaluates the deadlines at another moment than now (a drill, or a
     catch-up after an outage); leave it empty in the schedule.
+
+    Args:
+        ops_database_block: Name of the Postgres Database block of the ops catalog
+            (`ops.backup_records`, alerts).
+        as_of: Evaluate as if it were this moment (an ISO time with its offset); empty
+            means now, as the schedule runs it.
+        alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
+            SMS and the escalation contacts a failure is reported to.
     """
     logger = get_run_logger()
     now = as_of or datetime.now(UTC)
@@ -93,6 +101,18 @@ def alert_acknowledge(
     The dedup key is shown in every alert message and in the `alert` artifact of the
     run that raised it. Resolving also resolves the PagerDuty incident and posts a
     follow-up on Slack.
+
+    Args:
+        dedup_key: The alert's dedup key, shown in every alert message and in the
+            `alert` artifact of the run that raised it.
+        action: `acknowledge` stops the escalation; `resolve` also resolves the
+            PagerDuty incident and posts a follow-up on Slack.
+        by: Who acknowledges or resolves, as the alert's history and the follow-up name
+            them.
+        ops_database_block: Name of the Postgres Database block of the ops catalog
+            (`ops.backup_records`, alerts).
+        alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
+            SMS and the escalation contacts a failure is reported to.
     """
     outcomes = close_alert(
         dedup_key,

@@ -108,6 +108,16 @@ def backup_report(
     """The daily backup report and the runbook's backup monitoring checks.
 
     `as_of` evaluates the ages at another moment than now; leave it empty in the schedule.
+
+    Args:
+        storage_block: Name of the Backup Storage block: the primary location of the
+            backups and their replicas.
+        ops_database_block: Name of the Postgres Database block of the ops catalog
+            (`ops.backup_records`, alerts).
+        as_of: Evaluate as if it were this moment (an ISO time with its offset); empty
+            means now, as the schedule runs it.
+        alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
+            SMS and the escalation contacts a failure is reported to.
     """
     logger = get_run_logger()
     now = (as_of or datetime.now(UTC)).astimezone(UTC)

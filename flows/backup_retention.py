@@ -21,6 +21,7 @@ from blocks import BackupStorage, PostgresDatabase, load_block
 from blocks.names import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
 from blocks.storage.manifest import object_key_of
 from feedback_ops.errors import OpsError
+from flows.parameters import AtLeastOne
 from policy import BackupInfo, RetentionDecision, RetentionRules, plan_retention
 from tasks.catalog import forget_backup, read_verified_ids
 from tasks.storage import delete_backup, read_manifests
@@ -37,9 +38,9 @@ class RetentionResult(BaseModel):
 @flow(name="backup-retention")
 def backup_retention(
     dry_run: bool = True,
-    daily_days: int = 35,
-    weekly_weeks: int = 13,
-    monthly_years: int = 7,
+    daily_days: AtLeastOne = 35,
+    weekly_weeks: AtLeastOne = 13,
+    monthly_years: AtLeastOne = 7,
     storage_block: str = BACKUP_STORAGE_BLOCK,
     ops_database_block: str = OPS_DATABASE_BLOCK,
     as_of: datetime | None = None,
@@ -49,6 +50,20 @@ def backup_retention(
     The daily schedule runs with `dry_run=False`; from the UI, look at the dry run's
     artifact first. Which backups were verified is read from `ops.backup_records`:
     without the catalog nothing is deleted.
+
+    Args:
+        dry_run: Only report what would be deleted (the default from the UI); the
+            schedule runs with false.
+        daily_days: Keep daily backups this many days (at least 1; the runbook: 35).
+        weekly_weeks: Keep weekly backups this many weeks (at least 1; the runbook: 13).
+        monthly_years: Keep monthly backups this many years (at least 1; the runbook:
+            7).
+        storage_block: Name of the Backup Storage block: the primary location of the
+            backups and their replicas.
+        ops_database_block: Name of the Postgres Database block of the ops catalog
+            (`ops.backup_records`, alerts).
+        as_of: Evaluate as if it were this moment (an ISO time with its offset); empty
+            means now, as the schedule runs it.
     """
     logger = get_run_logger()
     try:

@@ -22,8 +22,8 @@ from blocks.names import (
     PLATFORM_DATABASE_BLOCK,
 )
 from blocks.postgres.restore import RestoreDrill
-from feedback_ops.errors import OpsError
 from flows.alert_steps import AlertTargets, clear_alert, raise_alert_beside
+from flows.parameters import RestoreJobs
 from policy import Severity
 from tasks.catalog import record_verification
 from tasks.notify import Alert
@@ -49,7 +49,7 @@ class VerifyResult(BaseModel):
 @flow(name="backup-verify")
 def backup_verify(
     backup_id: str = "latest",
-    jobs: int = 2,
+    jobs: RestoreJobs = 2,
     database_block: str = PLATFORM_DATABASE_BLOCK,
     storage_block: str = BACKUP_STORAGE_BLOCK,
     ops_database_block: str = OPS_DATABASE_BLOCK,
@@ -61,12 +61,23 @@ def backup_verify(
     `pg_restore --jobs`, compares every table's row count with the manifest, drops the
     scratch database, and records `verified_at` and the restore time in
     `ops.backup_records`. `backup_id` is an id or "latest".
+
+    Args:
+        backup_id: The backup to verify: its id (as in the catalog and the manifests) or
+            `latest`.
+        jobs: Parallel pg_restore jobs for the scratch restore (1 to 16).
+        database_block: Name of the Postgres Database block of the platform's database
+            (the default is the one `feedback-ops up` saves).
+        storage_block: Name of the Backup Storage block: the primary location of the
+            backups and their replicas.
+        ops_database_block: Name of the Postgres Database block of the ops catalog
+            (`ops.backup_records`, alerts).
+        alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
+            SMS and the escalation contacts a failure is reported to.
     """
     logger = get_run_logger()
     server = load_block(PostgresDatabase, database_block)
     store = load_block(BackupStorage, storage_block).primary()
-    if not 1 <= jobs <= 16:
-        raise OpsError(f"jobs must be between 1 and 16, got {jobs}")
     ops_db = load_block(PostgresDatabase, ops_database_block)
     targets = AlertTargets(ops_database_block, alert_channels_block)
     manifest, keys = find_backup(store, backup_id, None, "database")

@@ -38,6 +38,12 @@ def backups_resync(
     Every manifest becomes a `completed` record (existing ones are refreshed, their
     verification results kept), with the primary location and every replica that
     holds the object. A manifest that cannot be read fails the run, named.
+
+    Args:
+        storage_block: Name of the Backup Storage block: the primary location of the
+            backups and their replicas.
+        ops_database_block: Name of the Postgres Database block of the ops catalog
+            (`ops.backup_records`, alerts).
     """
     logger = get_run_logger()
     storage = load_block(BackupStorage, storage_block)

@@ -178,6 +178,20 @@ def pos_config_backup(
     Square, Shopify and Zettle report them, in one JSON bundle. A provider without
     credentials is recorded as not configured; one that cannot be read fails the
     backup (after retries), as the bundle would be incomplete.
+
+    Args:
+        database_block: Name of the Postgres Database block of the platform's database
+            (the default is the one `feedback-ops up` saves).
+        providers_block: Name of the POS Providers block with the Square, Shopify and
+            Zettle credentials.
+        key_block: Name of the Config Backup Key block whose key seals the bundle's
+            secrets; without a key they are left out.
+        storage_block: Name of the Backup Storage block: the primary location of the
+            backups and their replicas.
+        ops_database_block: Name of the Postgres Database block of the ops catalog
+            (`ops.backup_records`, alerts).
+        alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
+            SMS and the escalation contacts a failure is reported to.
     """
     db = load_block(PostgresDatabase, database_block)
     providers = load_block(PosProviders, providers_block)
@@ -216,6 +230,20 @@ def app_config_backup(
     schedules and parameters, and the platform's configuration tables
     (`config_tables`; one that does not exist is recorded as absent), in one JSON
     bundle.
+
+    Args:
+        database_block: Name of the Postgres Database block of the platform's database
+            (the default is the one `feedback-ops up` saves).
+        config_tables: The platform's configuration tables to include, as
+            `schema.table`; one that does not exist is recorded as absent.
+        key_block: Name of the Config Backup Key block whose key seals the bundle's
+            secrets; without a key they are left out.
+        storage_block: Name of the Backup Storage block: the primary location of the
+            backups and their replicas.
+        ops_database_block: Name of the Postgres Database block of the ops catalog
+            (`ops.backup_records`, alerts).
+        alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
+            SMS and the escalation contacts a failure is reported to.
     """
     db = load_block(PostgresDatabase, database_block)
 

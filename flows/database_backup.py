@@ -29,6 +29,7 @@ from flows.backup_steps import (
     take_backup,
 )
 from flows.locks import lock_name
+from flows.parameters import LockWaitSeconds
 from tasks.postgres import dump_database
 
 KIND = "database"
@@ -48,7 +49,7 @@ def database_backup(
     database_block: str = PLATFORM_DATABASE_BLOCK,
     storage_block: str = BACKUP_STORAGE_BLOCK,
     ops_database_block: str = OPS_DATABASE_BLOCK,
-    lock_wait_timeout_seconds: int = 300,
+    lock_wait_timeout_seconds: LockWaitSeconds = 300,
     alert_channels_block: str = ALERT_CHANNELS_BLOCK,
 ) -> BackupResult:
     """Full backup of the platform's PostgreSQL database (runbook: daily at 02:00).
@@ -57,6 +58,18 @@ def database_backup(
     check its size, sha256 and server-side encryption, writes its manifest, copies it
     to every replica and checks each copy the same way, and records it in
     `ops.backup_records`. A backup is only called completed after all of that.
+
+    Args:
+        database_block: Name of the Postgres Database block of the platform's database
+            (the default is the one `feedback-ops up` saves).
+        storage_block: Name of the Backup Storage block: the primary location of the
+            backups and their replicas.
+        ops_database_block: Name of the Postgres Database block of the ops catalog
+            (`ops.backup_records`, alerts).
+        lock_wait_timeout_seconds: Seconds pg_dump waits for a table lock held by
+            another session before the backup fails (1 to 3600).
+        alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
+            SMS and the escalation contacts a failure is reported to.
     """
     with alerting_on_failure(
         condition=f"database-backup:{database_block}",

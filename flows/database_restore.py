@@ -24,6 +24,7 @@ from blocks import BackupStorage, PostgresDatabase, load_block
 from blocks.names import BACKUP_STORAGE_BLOCK, PLATFORM_DATABASE_BLOCK
 from feedback_ops.errors import OpsError
 from flows.locks import lock_name, system_lock
+from flows.parameters import RestoreJobs
 from policy import STOCKHOLM
 from tasks.postgres import prepare_target, read_target_tables, restore_backup
 from tasks.storage import find_backup
@@ -61,7 +62,7 @@ def database_restore(
     before: datetime | None = None,
     target_database: str | None = None,
     overwrite: bool = False,
-    jobs: int = 4,
+    jobs: RestoreJobs = 4,
     database_block: str = PLATFORM_DATABASE_BLOCK,
     storage_block: str = BACKUP_STORAGE_BLOCK,
 ) -> RestoreResult:
@@ -72,12 +73,25 @@ def database_restore(
     taken before it. `target_database` names the database on the platform's server to
     restore into; one that has tables is replaced only with `overwrite=True` and an
     approval given in the UI. The platform's own database is never a target.
+
+    Args:
+        backup_id: The backup to restore: its id or `latest`.
+        before: Instead of `backup_id`: the newest backup taken before this time
+            (Stockholm time unless an offset is given).
+        target_database: The database on the platform's server to restore into; empty
+            means a new database named for the backup. Never the platform's own
+            database.
+        overwrite: Replace a target database that has tables; the run then asks for an
+            approval in the UI, typing the database's name.
+        jobs: Parallel pg_restore jobs (1 to 16).
+        database_block: Name of the Postgres Database block of the platform's database
+            (the default is the one `feedback-ops up` saves).
+        storage_block: Name of the Backup Storage block: the primary location of the
+            backups and their replicas.
     """
     logger = get_run_logger()
     server = load_block(PostgresDatabase, database_block)
     store = load_block(BackupStorage, storage_block).primary()
-    if not 1 <= jobs <= 16:
-        raise OpsError(f"jobs must be between 1 and 16, got {jobs}")
     manifest, keys = find_backup(store, backup_id, before, "database")
     chosen = str(manifest["id"])
     name = target_database or default_target_name(chosen)

@@ -52,6 +52,17 @@ def redis_restore(
     before that Stockholm time instead. A target holding keys is refused unless
     `overwrite=True`, and then emptied first. Afterwards the keys per database are
     compared with the manifest (keys whose TTL ran out since are accounted for).
+
+    Args:
+        backup_id: The snapshot to restore: its id or `latest`.
+        before: Instead of `backup_id`: the newest snapshot taken before this time
+            (Stockholm time unless an offset is given).
+        target_block: Name of the Redis Server block to restore into (by default the
+            platform's Redis).
+        overwrite: Empty and replace a target that holds keys; without it such a target
+            is refused.
+        storage_block: Name of the Backup Storage block: the primary location of the
+            backups and their replicas.
     """
     logger = get_run_logger()
     target = load_block(RedisServer, target_block)

@@ -60,6 +60,15 @@ def redis_snapshot(
     back and checked, the manifest records keys and expiring keys per database and the
     server's `used_memory`, every replica is written and checked, and the snapshot is
     recorded in `ops.backup_records`. Neither method blocks the server.
+
+    Args:
+        redis_block: Name of the Redis Server block of the platform's Redis.
+        storage_block: Name of the Backup Storage block: the primary location of the
+            backups and their replicas.
+        ops_database_block: Name of the Postgres Database block of the ops catalog
+            (`ops.backup_records`, alerts).
+        alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
+            SMS and the escalation contacts a failure is reported to.
     """
     with alerting_on_failure(
         condition=f"redis-snapshot:{redis_block}",

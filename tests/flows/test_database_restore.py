@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.flow_runs import resume_flow_run
 from support import pg
 from support.pgcompare import fingerprint
@@ -77,6 +78,29 @@ def test_newest_backup_before_a_stockholm_time(
     state = database_restore(**restore_params(params), before=too_early, return_state=True)
     assert failure_of(state).startswith("no database backup before ")
     assert "; the oldest is from " in failure_of(state)
+
+
+@pytest.mark.parametrize("jobs", [0, 17])
+def test_jobs_out_of_bounds_fail_before_the_first_step(
+    source: Any, pg_admin_url: str, jobs: int
+) -> None:
+    params, backup, made = source
+    name = default_target_name(backup.backup_id)
+    made.append(name)
+    state = database_restore(**restore_params(params), jobs=jobs, return_state=True)
+
+    assert state.is_failed()
+    assert "jobs: Input should be" in str(state.message)
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+    with get_client(sync_client=True) as client:
+        steps = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
+    assert steps == []
+    with psycopg.connect(pg_admin_url) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchall()
+    assert found == []
 
 
 def test_the_source_itself_is_refused(source: Any, platform_db: str) -> None:

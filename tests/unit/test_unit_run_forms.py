@@ -1,0 +1,67 @@
+"""The run form the Prefect UI draws from each deployment's parameter schema: every field
+explains itself, numbers have their bounds, closed sets are choices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prefect.utilities.callables import parameter_schema
+
+from deployments import DeploymentSpec, all_deployments
+
+SPECS = all_deployments()
+
+
+def form_of(spec: DeploymentSpec) -> dict[str, Any]:
+    """The schema the deployment is registered with (what the UI's form is made from)."""
+    schema: dict[str, Any] = spec.to_runner()._parameter_openapi_schema.model_dump()
+    assert schema == parameter_schema(spec.flow).model_dump()
+    return schema
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.full_name for s in SPECS])
+def test_every_parameter_has_a_description(spec: DeploymentSpec) -> None:
+    properties = form_of(spec)["properties"]
+
+    assert properties, f"{spec.full_name} has no parameters"
+    for name, prop in properties.items():
+        description = prop.get("description") or ""
+        assert len(description.split()) >= 4, f"{spec.full_name}: {name} has no description"
+
+
+def test_the_parameters_of_every_deployment_are_counted() -> None:
+    # A new parameter without a description fails the test above; this one notices a
+    # deployment whose form lost its parameters altogether.
+    assert sum(len(form_of(spec)["properties"]) for spec in SPECS) >= 52
+
+
+def bounds(flow_name: str, parameter: str) -> tuple[Any, Any]:
+    (spec,) = [s for s in SPECS if s.flow_name == flow_name][:1]
+    prop = form_of(spec)["properties"][parameter]
+    return prop.get("minimum"), prop.get("maximum")
+
+
+@pytest.mark.parametrize(
+    ("flow_name", "parameter", "expected"),
+    [
+        ("database-restore", "jobs", (1, 16)),
+        ("backup-verify", "jobs", (1, 16)),
+        ("database-backup", "lock_wait_timeout_seconds", (1, 3600)),
+        ("backup-retention", "daily_days", (1, None)),
+        ("backup-retention", "weekly_weeks", (1, None)),
+        ("backup-retention", "monthly_years", (1, None)),
+    ],
+)
+def test_numbers_have_their_bounds(flow_name: str, parameter: str, expected: tuple) -> None:
+    assert bounds(flow_name, parameter) == expected
+
+
+def test_an_alert_action_is_a_choice() -> None:
+    (spec,) = [s for s in SPECS if s.flow_name == "alert-acknowledge"][:1]
+    schema = form_of(spec)
+    action = schema["properties"]["action"]
+    choices = schema["definitions"][action["$ref"].rsplit("/", 1)[1]]["enum"]
+
+    assert choices == ["acknowledge", "resolve"]
+    assert action["default"] == "acknowledge"
