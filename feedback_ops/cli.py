@@ -25,12 +25,21 @@ def _prepare_environment() -> None:
     """Load `.env`, and keep Prefect's state in the project's git-ignored folder."""
     from dotenv import load_dotenv
 
+    from feedback_ops.state import loosened, make_private, warning_for
+
     load_dotenv(Path.cwd() / ".env", override=False)
     state = Path(os.environ.get("FEEDBACK_OPS_STATE_DIR") or Path.cwd() / ".state").absolute()
     os.environ.setdefault("FEEDBACK_OPS_STATE_DIR", str(state))
     os.environ.setdefault("PREFECT_HOME", str(state / "prefect"))
-    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["PREFECT_HOME"])
+    make_private(state, home)
+    for folder in (state,) if home.is_relative_to(state) else (state, home):
+        if warning := warning_for(loosened(folder), folder):
+            _fail(warning)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary API of a `run` migrates a fresh SQLite database first: on two busy
+    # cores that can pass Prefect's default 20 s limit, and the run would fail by chance.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _port() -> int:
@@ -87,15 +96,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         params = _parse_parameters(args.param)
         blocks_from_env(os.environ)  # bad settings fail here, before any API starts
-        sync_blocks()
     except (OpsError, ValueError) as exc:
         report["message"] = _one_line(exc)
         return _report(report, args.json)
 
     try:
+        sync_blocks()
         state = cast("State[Any]", flows[args.flow](**params, return_state=True))
     except TypeError as exc:
         report["message"] = f"invalid parameters for {args.flow}: {_one_line(exc)}"
+        return _report(report, args.json)
+    except Exception as exc:  # noqa: BLE001 - the API did not start, or went away
+        # Whatever stopped the run before it had a state, the documented answer is still
+        # printed: one line, the reason in `message`.
+        api = os.environ.get("PREFECT_API_URL") or "a temporary one this command starts"
+        report["message"] = f"{args.flow} could not run: {_one_line(exc)} (Prefect API: {api})"
         return _report(report, args.json)
     report["flow_run_id"] = str(state.state_details.flow_run_id)
     report["state"] = state.name or state.type.value.title()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -116,6 +117,13 @@ def test_backup_to_a_local_folder(
     assert result["size"] == len(data) > 0
     assert result["sha256"] == hashlib.sha256(data).hexdigest()
 
+    # What the run left at rest is the owner's alone: the Prefect database (the saved
+    # secrets and their key), the server's files, and the backup itself.
+    database = tmp_path / "prefect" / "prefect.db"
+    assert database.is_file()
+    opened = [p for p in (database, *backups.rglob("*")) if stat.S_IMODE(p.stat().st_mode) & 0o077]
+    assert opened == []
+
 
 def test_backup_of_an_unreachable_database(
     run: Callable[..., tuple[int, dict[str, Any]]], tmp_path: Path
@@ -135,3 +143,20 @@ def test_backup_of_an_unreachable_database(
     )
     uuid.UUID(report["flow_run_id"])
     assert "result" not in report
+
+
+def test_an_api_that_does_not_answer_still_gets_the_json_answer(
+    run: Callable[..., tuple[int, dict[str, Any]]],
+) -> None:
+    api = f"http://127.0.0.1:{free_port()}/api"
+
+    code, report = run("backup-report", PREFECT_API_URL=api, PREFECT_CLIENT_MAX_RETRIES="0")
+
+    assert code == 1
+    assert report == {
+        "flow": "backup-report",
+        "flow_run_id": None,
+        "state": "Failed",
+        "message": f"backup-report could not run: [Errno 111] Connection refused "
+        f"(Prefect API: {api})",
+    }

@@ -1,0 +1,62 @@
+"""The state folder: Prefect's SQLite database (with every saved block, secrets
+included, and the key that decrypts them), the server's log and the local backups.
+
+It is made private: the folders 0700, the files 0600. Whoever can read `prefect.db`
+can decrypt every saved secret, since Prefect keeps its encryption key in the same
+database unless `PREFECT_SERVER_ENCRYPTION_KEY` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+# Applied to the CLI's process and so to the Prefect server and flow runs it starts:
+# SQLite creates its journal files later, beside the database, with the umask.
+PRIVATE_UMASK = 0o077
+
+
+def make_private(*folders: Path) -> None:
+    """Create the folders 0700 (an existing one keeps its mode: see `loosened`), and
+    make every file created from now on in this process and its children 0600."""
+    os.umask(PRIVATE_UMASK)
+    for folder in folders:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def loosened(*folders: Path) -> list[Path]:
+    """The folders, and the files and folders inside them, that others than the owner
+    may read, write or enter."""
+    found = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        if _open_to_others(folder):
+            found.append(folder)
+        for root, dirs, files in os.walk(folder):
+            found += [
+                Path(root, name) for name in (*dirs, *files) if _open_to_others(Path(root, name))
+            ]
+    return found
+
+
+def warning_for(paths: list[Path], folder: Path) -> str | None:
+    """One line that names what in `folder` is open to others and how to close it."""
+    if not paths:
+        return None
+    first = paths[0]
+    mode = stat.S_IMODE(first.lstat().st_mode)
+    more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
+    return (
+        f"warning: {first} is open to other users, mode {mode:04o}{more}; this folder holds "
+        f"the saved secrets and the key that decrypts them: chmod -R go= {folder}"
+    )
+
+
+def _open_to_others(path: Path) -> bool:
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:  # removed while we looked (a journal file)
+        return False
+    return not stat.S_ISLNK(mode) and bool(mode & 0o077)
