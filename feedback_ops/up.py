@@ -2,11 +2,14 @@
 
 The server runs as a child process in its own session, so Ctrl-C reaches this process
 first: serving stops (leaving the deployments' schedules active for the next start),
-then the server is stopped, and nothing is left running.
+then the server is stopped, and nothing is left running. Stopping does not depend on
+being able to print (`make up | tee up.log` loses its reader with the same Ctrl-C), and
+the server ends with this process however it ends, even by SIGKILL.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -16,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 SERVER_START_TIMEOUT = 120
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def api_answers(api_url: str) -> bool:
@@ -40,6 +44,7 @@ def start_server(host: str, port: int, log_path: Path) -> subprocess.Popen[bytes
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=_end_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
     )
     log.close()
     deadline = time.monotonic() + SERVER_START_TIMEOUT
@@ -55,6 +60,13 @@ def start_server(host: str, port: int, log_path: Path) -> subprocess.Popen[bytes
             raise RuntimeError(f"the Prefect server did not answer within {SERVER_START_TIMEOUT} s")
         time.sleep(0.25)
     return server
+
+
+def _end_with_parent() -> None:
+    """In the server's process before it starts: have the kernel send it SIGTERM when
+    `up` dies, so a killed `up` leaves no server holding the port and the database."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
@@ -75,6 +87,10 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
 
 def up(host: str, port: int) -> int:
     """Run everything until interrupted; returns the exit status."""
+    # With stdout piped into `tee`, Ctrl-C ends the reader too. A write after that must
+    # fail as BrokenPipeError, which the stop below outlives, instead of SIGPIPE killing
+    # this process before it stops the server.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     state = Path(os.environ["FEEDBACK_OPS_STATE_DIR"])
     external = os.environ.get("PREFECT_API_URL")
     server = None
@@ -100,7 +116,7 @@ def up(host: str, port: int) -> int:
             return 2
         specs = all_deployments()
         ui = external or f"http://{host}:{port}"
-        print(f"feedback-ops: UI at {ui.removesuffix('/api')}, serving {len(specs)} deployments")
+        _say(f"feedback-ops: UI at {ui.removesuffix('/api')}, serving {len(specs)} deployments")
         serve(
             *(spec.to_runner() for spec in specs),
             pause_on_shutdown=False,
@@ -108,7 +124,23 @@ def up(host: str, port: int) -> int:
         )
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:
+        _stdout_gone()
     finally:
         if server is not None:
+            _say("feedback-ops: stopping the Prefect server")
             stop_server(server)
     return 0
+
+
+def _say(line: str) -> None:
+    """Print a line for the operator; with nobody reading any more, print nothing."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        _stdout_gone()
+
+
+def _stdout_gone() -> None:
+    # Later writes (and the flush at exit) go nowhere instead of failing again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
