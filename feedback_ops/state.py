@@ -25,28 +25,25 @@ def make_private(*folders: Path) -> None:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def loosened(*folders: Path) -> list[Path]:
+def loosened(*folders: Path) -> list[tuple[Path, int]]:
     """The folders, and the files and folders inside them, that others than the owner
-    may read, write or enter."""
+    may read, write or enter, with their modes."""
     found = []
     for folder in folders:
         if not folder.is_dir():
             continue
-        if _open_to_others(folder):
-            found.append(folder)
+        paths = [folder]
         for root, dirs, files in os.walk(folder):
-            found += [
-                Path(root, name) for name in (*dirs, *files) if _open_to_others(Path(root, name))
-            ]
+            paths += [Path(root, name) for name in (*dirs, *files)]
+        found += [(path, mode) for path in paths if (mode := _open_mode(path))]
     return found
 
 
-def warning_for(paths: list[Path], folder: Path) -> str | None:
+def warning_for(paths: list[tuple[Path, int]], folder: Path) -> str | None:
     """One line that names what in `folder` is open to others and how to close it."""
     if not paths:
         return None
-    first = paths[0]
-    mode = stat.S_IMODE(first.lstat().st_mode)
+    first, mode = paths[0]
     more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
     return (
         f"warning: {first} is open to other users, mode {mode:04o}{more}; this folder holds "
@@ -54,9 +51,12 @@ def warning_for(paths: list[Path], folder: Path) -> str | None:
     )
 
 
-def _open_to_others(path: Path) -> bool:
+def _open_mode(path: Path) -> int:
+    """The permission bits of `path` if others than the owner have any, else 0."""
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:  # removed while we looked (a journal file)
-        return False
-    return not stat.S_ISLNK(mode) and bool(mode & 0o077)
+        return 0
+    if stat.S_ISLNK(mode) or not mode & 0o077:
+        return 0
+    return stat.S_IMODE(mode)
