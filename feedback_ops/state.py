@@ -25,18 +25,13 @@ def make_private(*folders: Path) -> None:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def loosened(*folders: Path) -> list[tuple[Path, int]]:
-    """The folders, and the files and folders inside them, that others than the owner
-    may read, write or enter, with their modes."""
-    found = []
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        paths = [folder]
-        for root, dirs, files in os.walk(folder):
-            paths += [Path(root, name) for name in (*dirs, *files)]
-        found += [(path, mode) for path in paths if (mode := _open_mode(path))]
-    return found
+def loosened(folder: Path) -> list[tuple[Path, int]]:
+    """The folder, and the files and folders inside it, that others than the owner may
+    read, write or enter, with their modes."""
+    paths = [folder]
+    for root, dirs, files in os.walk(folder):
+        paths += [Path(root, name) for name in (*dirs, *files)]
+    return [(path, mode) for path in paths if (mode := _open_mode(path))]
 
 
 def warning_for(paths: list[tuple[Path, int]], folder: Path) -> str | None:

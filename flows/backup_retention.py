@@ -66,10 +66,7 @@ def backup_retention(
             means now, as the schedule runs it.
     """
     logger = get_run_logger()
-    try:
-        rules = RetentionRules(daily_days, weekly_weeks, monthly_years)
-    except ValueError as exc:
-        raise OpsError(str(exc)) from None
+    rules = RetentionRules(daily_days, weekly_weeks, monthly_years)
     now = as_of or datetime.now(UTC)
     storage = load_block(BackupStorage, storage_block)
     primary, replicas = storage.primary(), storage.replicas()

@@ -29,9 +29,6 @@ def feedback_ops(tmp_path: Path) -> RunCli:
         environ.update(
             FEEDBACK_OPS_STATE_DIR=str(tmp_path),
             PREFECT_HOME=str(tmp_path / "prefect"),
-            # A loaded machine may need more than Prefect's default 20 s to start the
-            # ephemeral API.
-            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
             PYTHONIOENCODING="utf-8",
         )
         environ.update(env)
