@@ -6,6 +6,8 @@ PostgreSQL), `redis`, `storage`, `channels` (Slack, email, PagerDuty, SMS), `pos
 imports only `policy` and the errors module, never tasks or flows.
 """
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TypeVar
 
 from prefect.blocks.core import Block
@@ -26,15 +28,33 @@ from blocks.storage import BackupStorage
 
 B = TypeVar("B", bound=Block)
 
+# Blocks that stand in for saved ones by name, in this process only: a process-wide
+# dict, not a context variable, because tasks run in the task runner's threads.
+_RUN_ONLY: dict[str, Block] = {}
+
+
+@contextmanager
+def run_only_blocks(blocks: Mapping[str, Block]) -> Iterator[None]:
+    """Within the block, `load_block(type, name)` returns `blocks[name]` instead of the
+    block saved under that name: configuration for one run that nothing saves."""
+    saved = dict(_RUN_ONLY)
+    _RUN_ONLY.update(blocks)
+    try:
+        yield
+    finally:
+        _RUN_ONLY.clear()
+        _RUN_ONLY.update(saved)
+
 
 def load_block(block_type: type[B], name: str) -> B:
-    """Load a saved block by name, typed as the block type asked for.
+    """Load a block by name, typed as the block type asked for: the run-only block of
+    that name when one is set (see `run_only_blocks`), else the saved one.
 
     Raises:
         ValueError: no block of that name is saved (Prefect's own error).
-        TypeError: the block saved under that name is of another type.
+        TypeError: the block under that name is of another type.
     """
-    block = block_type.load(name)
+    block = _RUN_ONLY.get(name) or block_type.load(name)
     if not isinstance(block, block_type):
         raise TypeError(f"block {name!r} is a {type(block).__name__}, not a {block_type.__name__}")
     return block
@@ -53,4 +73,5 @@ __all__ = [
     "SlackAlerts",
     "SmsAlerts",
     "load_block",
+    "run_only_blocks",
 ]

@@ -1,9 +1,15 @@
-"""The command-line tools the system clients run: found on PATH, asked their version."""
+"""The command-line tools the system clients run: found on PATH, asked their version,
+and started so that none outlives the process that runs it."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
 import shutil
+import signal
 import subprocess
+import sys
 
 from feedback_ops.errors import OpsError
 
@@ -33,3 +39,27 @@ def tool_version(path: str) -> str:
         timeout=TOOL_VERSION_TIMEOUT_SECONDS,
     )
     return out.stdout.strip()
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+# Looked up once here: the function below runs in a forked child before exec, where
+# loading a library could wait on a lock another thread of the parent held.
+_prctl = (
+    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    if sys.platform == "linux"
+    else None
+)
+
+
+def ends_with_parent() -> None:
+    """`preexec_fn` of every tool the clients start: the kernel sends the tool SIGTERM
+    when the thread that started it ends, so a flow process killed mid-backup leaves no
+    pg_dump or redis-cli running on. Each tool is started and waited for on one thread.
+    """
+    if _prctl is None:
+        return
+    parent = os.getppid()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)

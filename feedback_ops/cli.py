@@ -1,4 +1,4 @@
-"""The `feedback-ops` command: up, run, schedule, calendar.
+"""The `feedback-ops` command: up, run, config sync, schedule, policy, calendar.
 
 Prefect reads its settings when first imported, so this module imports nothing of
 Prefect (nor of the flows) until the environment is prepared for the command.
@@ -7,12 +7,14 @@ Prefect (nor of the flows) until the environment is prepared for the command.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -40,6 +42,15 @@ def _prepare_environment() -> None:
     # The temporary API of a `run` migrates a fresh SQLite database first: on two busy
     # cores that can pass Prefect's default 20 s limit, and the run would fail by chance.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # The servers `up` and `run` start keep concurrency leases in files under
+    # PREFECT_HOME, not in the server's memory: the lock of a run that died is then
+    # freed when its lease runs out, also after the server restarted (flows/locks.py).
+    os.environ.setdefault(
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE",
+        "prefect.server.concurrency.lease_storage.filesystem",
+    )
+    # A run waiting for a lock asks again at least this often, so it follows soon after.
+    os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "5")
 
 
 def _port() -> int:
@@ -71,21 +82,83 @@ def _one_line(exc: BaseException) -> str:
     return text
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """Run one flow now, in this process, and report its final state."""
-    if not os.environ.get("PREFECT_API_URL"):
-        # A running `feedback-ops up` keeps the run in its UI; else an ephemeral API
-        # writes it to the same SQLite database the UI shows at its next start.
-        from feedback_ops.up import api_answers
+def _choose_api() -> tuple[str, bool]:
+    """The Prefect API this run reports to, and whether the command must start it.
 
-        local = f"http://127.0.0.1:{_port()}/api"
-        if api_answers(local):
-            os.environ["PREFECT_API_URL"] = local
+    Decided before Prefect is imported, which reads PREFECT_API_URL once: an API named
+    by PREFECT_API_URL; else a running `feedback-ops up`, whose UI then shows the run;
+    else a server this command starts (after the parameters are checked), on the same
+    database, so the UI shows the run at its next start.
+    """
+    if api := os.environ.get("PREFECT_API_URL"):
+        return api, False
+    from feedback_ops.server import api_answers, free_port
+
+    local = f"http://127.0.0.1:{_port()}/api"
+    if api_answers(local):
+        os.environ["PREFECT_API_URL"] = local
+        return local, False
+    os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
+    return os.environ["PREFECT_API_URL"], True
+
+
+def check_parameters(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` checked against the flow's own parameter types (the schema the UI's form
+    enforces), before anything starts; returned as given, for Prefect to read again.
+
+    Raises:
+        ValueError: one line naming each parameter that is wrong, and why.
+    """
+    from typing import get_type_hints
+
+    from pydantic import ConfigDict, ValidationError, create_model
+
+    signature = inspect.signature(flow.fn)
+    if unknown := sorted(set(params) - set(signature.parameters)):
+        raise ValueError(
+            f"{flow.name} has no parameter {', '.join(unknown)}; "
+            f"it takes {', '.join(signature.parameters)}"
+        )
+    hints = get_type_hints(flow.fn, include_extras=True)
+    fields: dict[str, Any] = {
+        name: (hints.get(name, Any), ... if p.default is p.empty else p.default)
+        for name, p in signature.parameters.items()
+    }
+    model = create_model(
+        "Parameters", __config__=ConfigDict(arbitrary_types_allowed=True), **fields
+    )
+    try:
+        model.model_validate(params)
+    except ValidationError as exc:
+        problems = [_explain_error(error) for error in exc.errors()]
+        raise ValueError(f"invalid parameters for {flow.name}: {'; '.join(problems)}") from None
+    return params
+
+
+def _explain_error(error: Any) -> str:
+    name = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "missing":
+        return f"{name} is required"
+    if error["type"] == "string_pattern_mismatch":
+        why = f"must match {error['ctx']['pattern']}"
+    elif error["type"] == "timezone_aware":
+        why = "give the time with its offset, e.g. 2026-12-01T02:00:00+01:00"
+    else:
+        why = str(error["msg"])
+    return f"{name}={error['input']!r}: {why}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one flow now, in this process, and report its final state.
+
+    The environment configures this run only: it is laid over the saved blocks in
+    memory (`blocks.run_only_blocks`) and nothing is saved.
+    """
+    api, start_own = _choose_api()
 
     from prefect.client.schemas.objects import State
 
     from deployments import flows_by_name
-    from feedback_ops.config import blocks_from_env, sync_blocks
     from feedback_ops.errors import OpsError
 
     report: dict[str, Any] = {"flow": args.flow, "flow_run_id": None, "state": "Failed"}
@@ -93,23 +166,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.flow not in flows:
         report["message"] = f"unknown flow {args.flow!r}; known: {', '.join(sorted(flows))}"
         return _report(report, args.json)
+    flow = flows[args.flow]
     try:
-        params = _parse_parameters(args.param)
+        params = check_parameters(flow, _parse_parameters(args.param))
+        from feedback_ops.config import blocks_from_env
+
         blocks_from_env(os.environ)  # bad settings fail here, before any API starts
     except (OpsError, ValueError) as exc:
         report["message"] = _one_line(exc)
         return _report(report, args.json)
 
     try:
-        sync_blocks()
-        state = cast("State[Any]", flows[args.flow](**params, return_state=True))
-    except TypeError as exc:
-        report["message"] = f"invalid parameters for {args.flow}: {_one_line(exc)}"
-        return _report(report, args.json)
+        with _api_for_the_run(start_own):
+            state = _run_with_run_only_blocks(flow, params)
+    except KeyboardInterrupt:
+        report["state"] = "Crashed"
+        report["message"] = f"{args.flow} was interrupted (Ctrl-C) and did not finish"
+        return _report(report, args.json, interrupted=True)
     except Exception as exc:  # noqa: BLE001 - the API did not start, or went away
         # Whatever stopped the run before it had a state, the documented answer is still
         # printed: one line, the reason in `message`.
-        api = os.environ.get("PREFECT_API_URL") or "a temporary one this command starts"
         report["message"] = f"{args.flow} could not run: {_one_line(exc)} (Prefect API: {api})"
         return _report(report, args.json)
     report["flow_run_id"] = str(state.state_details.flow_run_id)
@@ -120,14 +196,58 @@ def cmd_run(args: argparse.Namespace) -> int:
             result.model_dump(mode="json") if hasattr(result, "model_dump") else result
         )
     else:
-        outcome = state.result(raise_on_failure=False)
+        outcome = cast("State[Any]", state).result(raise_on_failure=False)
         report["message"] = (
             _one_line(outcome) if isinstance(outcome, BaseException) else (state.message or "")
         )
     return _report(report, args.json)
 
 
-def _report(report: dict[str, Any], as_json: bool) -> int:
+@contextmanager
+def _api_for_the_run(start_own: bool) -> Iterator[None]:
+    """Start the run's own Prefect server if it needs one; afterwards send Prefect's
+    queued logs and events while the server still answers, then stop it."""
+    from feedback_ops.server import server_for_one_run
+
+    state = Path(os.environ["FEEDBACK_OPS_STATE_DIR"])
+    with server_for_one_run(state, os.environ["PREFECT_API_URL"]) if start_own else nullcontext():
+        try:
+            yield
+        finally:
+            _send_queued_logs_and_events()
+
+
+def _send_queued_logs_and_events() -> None:
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=10)
+
+
+def _run_with_run_only_blocks(flow: Any, params: dict[str, Any]) -> Any:
+    """Call the flow with the environment's configuration laid over the saved blocks,
+    saying on stderr which blocks differ from the saved ones for this run."""
+    from blocks import run_only_blocks
+    from feedback_ops.config import blocks_from_env, changes, saved_blocks
+
+    saved = saved_blocks()
+    blocks = blocks_from_env(os.environ, saved)
+    differ = changes(saved, blocks)
+    unsaved = [name for name, fields in differ.items() if fields == ["(new)"]]
+    overridden = [f"{name} ({', '.join(f)})" for name, f in differ.items() if name not in unsaved]
+    if overridden:
+        _fail(f"this run only, from the environment, nothing saved: {', '.join(overridden)}")
+    if unsaved:
+        _fail(
+            f"not saved yet, taken from the environment for this run: {', '.join(unsaved)} "
+            "(`feedback-ops config sync` saves them)"
+        )
+    with run_only_blocks(blocks):
+        return flow(**params, return_state=True)
+
+
+def _report(report: dict[str, Any], as_json: bool, *, interrupted: bool = False) -> int:
     ok = report["state"] == "Completed"
     if as_json:
         print(json.dumps(report))
@@ -137,6 +257,12 @@ def _report(report: dict[str, Any], as_json: bool) -> int:
             print(f"  {key}: {value}")
     else:
         print(f"{report['flow']}: {report['state']}: {report.get('message', '')}")
+    if interrupted:
+        # Prefect's thread that waited for a lock may still be polling, and the exit
+        # would wait for it; the run is recorded as Crashed and the answer printed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     return 0 if ok else 1
 
 
@@ -306,6 +432,35 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- config sync ---------------------------------------------------------------------
+
+
+def cmd_config_sync(args: argparse.Namespace) -> int:
+    """Save the environment's configuration into the Prefect blocks every deployment
+    uses, as `up` does at its start, and print what changed (field names, no values)."""
+    _api, start_own = _choose_api()
+    from feedback_ops.config import sync_blocks
+    from feedback_ops.errors import OpsError
+
+    try:
+        with _api_for_the_run(start_own):
+            changed = sync_blocks()
+    except OpsError as exc:
+        _fail(_one_line(exc))
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the API did not start, or went away
+        _fail(f"config sync could not reach the Prefect API: {_one_line(exc)}")
+        return 1
+    if args.json:
+        print(json.dumps({"changed": changed}))
+        return 0
+    if not changed:
+        print("configuration unchanged: the saved blocks already match the environment")
+    for name, fields in changed.items():
+        print(f"{name}: {'created' if fields == ['(new)'] else 'updated ' + ', '.join(fields)}")
+    return 0
+
+
 # --- up ------------------------------------------------------------------------------
 
 
@@ -356,6 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--severity", required=True, help="critical, high, medium or low")
     policy.add_argument("--json", action="store_true", help="print one JSON object")
     policy.set_defaults(handler=cmd_policy)
+
+    config = sub.add_parser("config", help="the saved configuration (Prefect blocks)")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    sync = config_sub.add_parser("sync", help="save the environment into the blocks")
+    sync.add_argument("--json", action="store_true", help="print one JSON object")
+    sync.set_defaults(handler=cmd_config_sync)
 
     calendar = sub.add_parser("calendar", help="Swedish holidays and maintenance windows")
     calendar.add_argument("year", type=int)

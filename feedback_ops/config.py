@@ -1,7 +1,9 @@
 """Configuration from the environment, written into Prefect blocks.
 
-`feedback-ops up` and `feedback-ops run` call `sync_blocks()`. A variable that is set
-wins over what the block holds; a variable that is unset leaves the block as an
+`feedback-ops up` and `feedback-ops config sync` save it (`sync_blocks()`); a one-off
+`feedback-ops run` lays it over the saved blocks for that run only and saves nothing
+(`configured_blocks()` with `blocks.run_only_blocks`). A variable that is set wins over
+what the block holds; a variable that is unset leaves the block as an
 operator last saved it in the UI, or at its default when the block is new. Which
 variable fills which field, and how its text is read, is the table in
 `feedback_ops.settings`; this module only applies it. With OPS_DATABASE_URL unset the
@@ -262,19 +264,52 @@ def _explain(spec: BlockSpec, exc: ValidationError, env: Mapping[str, str]) -> C
     return ConfigError(f"{variable}: {first['msg']}")
 
 
-def sync_blocks(env: Mapping[str, str] = os.environ) -> dict[str, Block]:
-    """Write the environment's configuration into the Prefect API's blocks.
+def saved_blocks() -> dict[str, Block]:
+    """The configured blocks as saved in the Prefect API, by name (missing ones left out)."""
+    saved: dict[str, Block] = {}
+    for spec in BLOCK_SPECS:
+        try:
+            saved[spec.name] = load_block(spec.block_type, spec.name)
+        except ValueError:
+            continue
+    return saved
+
+
+def configured_blocks(env: Mapping[str, str] = os.environ) -> dict[str, Block]:
+    """The blocks a run uses: the environment laid over the saved blocks."""
+    return blocks_from_env(env, saved_blocks())
+
+
+def changes(saved: Mapping[str, Block], blocks: Mapping[str, Block]) -> dict[str, list[str]]:
+    """What `blocks` changes against `saved`: block name to the fields that differ
+    (`["(new)"]` for a block not saved yet). Field names only, never their values."""
+    changed: dict[str, list[str]] = {}
+    for name, block in blocks.items():
+        before = saved.get(name)
+        if before is None:
+            changed[name] = ["(new)"]
+            continue
+        # SecretStr compares by its secret, so a changed password counts as a change.
+        old, new = _fields(before), _fields(block)
+        if fields := sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)):
+            changed[name] = fields
+    return changed
+
+
+def _fields(block: Block) -> dict[str, Any]:
+    return block.model_dump(exclude={"block_type_slug"})
+
+
+def sync_blocks(env: Mapping[str, str] = os.environ) -> dict[str, list[str]]:
+    """Write the environment's configuration into the Prefect API's blocks, and return
+    what changed (see `changes`). Only `up` and `config sync` save configuration.
 
     The channel blocks are saved before the alert channels block, which then refers to
     them: an operator who edits a channel in the UI changes what every flow uses.
     """
-    existing: dict[str, Block] = {}
-    for spec in BLOCK_SPECS:
-        try:
-            existing[spec.name] = load_block(spec.block_type, spec.name)
-        except ValueError:
-            continue
-    blocks = blocks_from_env(env, existing)
+    saved = saved_blocks()
+    blocks = blocks_from_env(env, saved)
+    changed = changes(saved, blocks)
     for name, block in blocks.items():
         block.save(name, overwrite=True)
-    return blocks
+    return changed

@@ -14,9 +14,10 @@ from enum import StrEnum
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 
 from blocks.names import ALERT_CHANNELS_BLOCK, OPS_DATABASE_BLOCK
+from flows.parameters import BlockName, Operator
 from tasks.notify import close_alert, escalate, find_due, send_due
 
 
@@ -29,9 +30,9 @@ class EscalationSweep(BaseModel):
 
 @flow(name="alert-escalation")
 def alert_escalation(
-    ops_database_block: str = OPS_DATABASE_BLOCK,
-    as_of: datetime | None = None,
-    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
+    ops_database_block: BlockName = OPS_DATABASE_BLOCK,
+    as_of: AwareDatetime | None = None,
+    alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
 ) -> EscalationSweep:
     """Escalate unacknowledged alerts past their response time; send queued alerts
     whose next business day has begun; retry alerts that reached no one.
@@ -90,11 +91,11 @@ class AcknowledgeResult(BaseModel):
 
 @flow(name="alert-acknowledge")
 def alert_acknowledge(
-    dedup_key: str,
+    dedup_key: Operator,
     action: AlertAction = AlertAction.ACKNOWLEDGE,
-    by: str = "operator",
-    ops_database_block: str = OPS_DATABASE_BLOCK,
-    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
+    by: Operator = "operator",
+    ops_database_block: BlockName = OPS_DATABASE_BLOCK,
+    alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
 ) -> AcknowledgeResult:
     """Acknowledge an alert (stops its escalation) or resolve it, from the Prefect UI.
 

@@ -3,7 +3,8 @@
 Every morning at 08:00: the newest backups of each kind with their status, size, age,
 replicas, encryption and verification, and the monitoring checks: a database backup
 younger than 26 hours (else the RPO is breached), every replica present with the same
-size and sha256, server-side encryption on every S3 object. Each failed check raises an
+size and sha256, server-side encryption on every S3 object, and what a run that died
+left behind (a record still `running`, unfinished uploads). Each failed check raises an
 alert of its severity; a check that passes again resolves it.
 """
 
@@ -16,24 +17,30 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from blocks import BackupStorage, PostgresDatabase, load_block
 from blocks.names import ALERT_CHANNELS_BLOCK, BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
-from blocks.storage.manifest import object_key_of
+from blocks.storage.manifest import backup_id_of, object_key_of
 from blocks.storage.stores import ObjectStore, S3Store
 from feedback_ops.errors import OpsError
 from flows.alert_steps import AlertTargets, clear_alert, raise_alert
+from flows.parameters import BlockName
 from policy import Severity
-from tasks.catalog import read_verify_statuses
+from tasks import TRANSFER
+from tasks.catalog import close_stale_backups, read_running_backups, read_verify_statuses
 from tasks.notify import Alert
-from tasks.storage import read_copy, read_info, read_manifests
+from tasks.storage import find_unfinished, read_copy, read_info, read_manifests
 
 # Runbook: daily database and configuration backups (26 h leaves two hours for a late
 # run) and Redis snapshots every six hours (7 h). Having none at all fails the check
 # too. A stale database backup breaches the platform's RPO (critical); a stale cache
 # snapshot or configuration bundle is high.
+# A backup's longest step may run TRANSFER seconds; one running for longer than that
+# and an hour more belongs to a run that died.
+LONGEST_BACKUP = timedelta(seconds=TRANSFER) + timedelta(hours=1)
+
 MAX_AGE: dict[str, tuple[timedelta, Severity]] = {
     "database": (timedelta(hours=26), Severity.CRITICAL),
     "redis": (timedelta(hours=7), Severity.HIGH),
@@ -100,10 +107,10 @@ def summary(
 
 @flow(name="backup-report")
 def backup_report(
-    storage_block: str = BACKUP_STORAGE_BLOCK,
-    ops_database_block: str = OPS_DATABASE_BLOCK,
-    as_of: datetime | None = None,
-    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
+    storage_block: BlockName = BACKUP_STORAGE_BLOCK,
+    ops_database_block: BlockName = OPS_DATABASE_BLOCK,
+    as_of: AwareDatetime | None = None,
+    alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
 ) -> ReportResult:
     """The daily backup report and the runbook's backup monitoring checks.
 
@@ -146,6 +153,7 @@ def backup_report(
         )
         checks += _encryption_checks(manifest, object_key, [primary, *replicas])
 
+    checks += _crash_checks(ops_database_block, [primary, *replicas], now)
     verified = _verification(ops_database_block, [m["id"] for _, m in newest.values()])
     frame = summary(newest, verified, replica_state, now)
     _publish(frame, checks, primary, len(found))
@@ -173,6 +181,49 @@ def backup_report(
             logger.error("Could not deliver the alert for %s: %s", check.name, exc)
     failed = [c.name for c in checks if not c.ok]
     return ReportResult(backups=len(found), checks=len(checks), failed=failed)
+
+
+def _crash_checks(ops_database_block: str, stores: list[ObjectStore], now: datetime) -> list[Check]:
+    """What a run that died left: a record still `running` for longer than any backup
+    can run (marked failed here, as interrupted), and unfinished uploads of backups
+    that are not running (the next backup of that kind removes them)."""
+    try:
+        ops_db = load_block(PostgresDatabase, ops_database_block)
+        closed = close_stale_backups(ops_db, longest=LONGEST_BACKUP, now=now)
+        running = read_running_backups(ops_db)
+    except (OpsError, SQLAlchemyError, ValueError) as exc:
+        detail = f"the ops catalog could not be read, so interrupted backups are unknown: {exc}"
+        return [Check("interrupted-backups", False, Severity.HIGH, detail)]
+    hours = LONGEST_BACKUP.total_seconds() / 3600
+    now_running = ", ".join(
+        f"{r['id']} (since {r['started_at']:%Y-%m-%d %H:%M %Z})" for r in running
+    )
+    interrupted = Check(
+        "interrupted-backups",
+        not closed,
+        Severity.HIGH,
+        f"{len(closed)} backup(s) still running {hours:.0f} h after they started, so their "
+        f"runs died; marked failed (interrupted): {', '.join(closed)}"
+        if closed
+        else "none" + (f"; running now: {now_running}" if running else ""),
+    )
+    live = {r["id"] for r in running}
+    left = [
+        store.url_for(upload.key)
+        for store in stores
+        for upload in find_unfinished(store)
+        if backup_id_of(upload.key) not in live
+    ]
+    unfinished = Check(
+        "unfinished-uploads",
+        not left,
+        Severity.MEDIUM,
+        f"{len(left)} unfinished upload(s) left by runs that died (the next backup of "
+        f"their kind removes them): {', '.join(left)}"
+        if left
+        else "none",
+    )
+    return [interrupted, unfinished]
 
 
 def _age_checks(newest: dict[str, tuple[str, dict[str, Any]]], now: datetime) -> list[Check]:

@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from blocks import BackupStorage, PostgresDatabase, load_block
 from blocks.names import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
 from blocks.storage.manifest import object_key_of
 from feedback_ops.errors import OpsError
-from flows.parameters import AtLeastOne
+from flows.parameters import AtLeastOne, BlockName
 from policy import BackupInfo, RetentionDecision, RetentionRules, plan_retention
 from tasks.catalog import forget_backup, read_verified_ids
 from tasks.storage import delete_backup, read_manifests
@@ -41,9 +41,9 @@ def backup_retention(
     daily_days: AtLeastOne = 35,
     weekly_weeks: AtLeastOne = 13,
     monthly_years: AtLeastOne = 7,
-    storage_block: str = BACKUP_STORAGE_BLOCK,
-    ops_database_block: str = OPS_DATABASE_BLOCK,
-    as_of: datetime | None = None,
+    storage_block: BlockName = BACKUP_STORAGE_BLOCK,
+    ops_database_block: BlockName = OPS_DATABASE_BLOCK,
+    as_of: AwareDatetime | None = None,
 ) -> RetentionResult:
     """Delete backups older than their retention class allows (dry run by default).
 

@@ -26,16 +26,24 @@ from blocks.storage.stores import Digest, ObjectStore
 from blocks.storage.verify import VerifiedCopy, expected_encryption
 from feedback_ops.errors import OpsError
 from flows.locks import system_lock
-from tasks.catalog import open_catalog, record_backup_end, record_backup_start
+from tasks.catalog import (
+    close_interrupted_backups,
+    open_catalog,
+    read_running_backups,
+    record_backup_end,
+    record_backup_start,
+)
 from tasks.storage import (
     check_access,
     remove_backup,
     replicate_backup,
+    sweep_unfinished,
     verify_stored_object,
     write_manifest,
 )
 
 RUNBOOK_SECTION = "Backup & Recovery Procedures"
+STOPPED = "interrupted: the run was stopped (Ctrl-C or cancelled) before the backup finished"
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,11 @@ def take_backup(
         # 2. Every location can be written, before anything is recorded.
         for store in (primary, *replicas):
             check_access(store)
-        # 3. The catalog exists, and records the backup as running.
+        # 3. The catalog exists, and records the backup as running. What a run of this
+        # backup that died left (holding the lock, this run knows it is dead) is
+        # marked failed and swept first.
         open_catalog(ops_db)
+        _clear_what_a_dead_run_left(what, ops_db, (primary, *replicas))
         started = datetime.now(UTC)
         backup_id = new_backup_id(what.kind, started)
         keys = BackupKeys.for_backup(what.kind, backup_id, started, what.suffix)
@@ -129,6 +140,11 @@ def take_backup(
         except Exception as exc:
             _record_failure(what, ops_db, backup_id, exc)
             raise
+        except BaseException:
+            # Ctrl-C or a cancellation: no task can start any more, the record must
+            # still say the backup did not finish.
+            finish_record_now(ops_db, backup_id, STOPPED)
+            raise
         # 8. Only now is it completed.
         record_backup_end(
             ops_db,
@@ -141,6 +157,22 @@ def take_backup(
             manifest=manifest,
         )
     return StoredBackup(backup_id, produced, manifest, copies)
+
+
+def _clear_what_a_dead_run_left(
+    what: BackupOf, ops_db: PostgresDatabase, stores: tuple[ObjectStore, ...]
+) -> None:
+    interrupted = close_interrupted_backups(ops_db, kind=what.kind, source=what.source)
+    running = {row["id"] for row in read_running_backups(ops_db)}
+    swept = [url for store in stores for url in sweep_unfinished(store, f"{what.kind}/", running)]
+    if interrupted or swept:
+        get_run_logger().warning(
+            "A %s backup of %s was interrupted before: marked failed %s; removed %s",
+            what.kind,
+            what.source,
+            ", ".join(interrupted) or "no record",
+            ", ".join(swept) or "no unfinished upload",
+        )
 
 
 def _stored_and_described(
@@ -207,6 +239,13 @@ def _replicated(
             f"{primary.url_for(keys.object)}, but replication failed: {'; '.join(failures)}"
         )
     return copies
+
+
+def finish_record_now(ops_db: PostgresDatabase, backup_id: str, reason: str) -> None:
+    """Mark the record failed without a task (the run is being stopped)."""
+    record_backup_end.fn(
+        ops_db, backup_id, status="failed", finished_at=datetime.now(UTC), error=reason
+    )
 
 
 def _remove(store: ObjectStore, keys: BackupKeys) -> None:

@@ -23,7 +23,7 @@ from blocks.names import (
 )
 from blocks.postgres.restore import RestoreDrill
 from flows.alert_steps import AlertTargets, clear_alert, raise_alert_beside
-from flows.parameters import RestoreJobs
+from flows.parameters import BackupId, BlockName, RestoreJobs
 from policy import Severity
 from tasks.catalog import record_verification
 from tasks.notify import Alert
@@ -48,12 +48,12 @@ class VerifyResult(BaseModel):
 
 @flow(name="backup-verify")
 def backup_verify(
-    backup_id: str = "latest",
+    backup_id: BackupId = "latest",
     jobs: RestoreJobs = 2,
-    database_block: str = PLATFORM_DATABASE_BLOCK,
-    storage_block: str = BACKUP_STORAGE_BLOCK,
-    ops_database_block: str = OPS_DATABASE_BLOCK,
-    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
+    database_block: BlockName = PLATFORM_DATABASE_BLOCK,
+    storage_block: BlockName = BACKUP_STORAGE_BLOCK,
+    ops_database_block: BlockName = OPS_DATABASE_BLOCK,
+    alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
 ) -> VerifyResult:
     """Verify a database backup by restoring it (runbook: `verify [backup_id]`).
 

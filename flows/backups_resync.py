@@ -17,6 +17,7 @@ from blocks import BackupStorage, PostgresDatabase, load_block
 from blocks.names import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK
 from blocks.storage.manifest import object_key_of
 from feedback_ops.errors import OpsError
+from flows.parameters import BlockName
 from tasks.catalog import upsert_backup_records
 from tasks.storage import list_keys, read_manifests
 
@@ -31,7 +32,7 @@ class ResyncResult(BaseModel):
 
 @flow(name="backups-resync")
 def backups_resync(
-    storage_block: str = BACKUP_STORAGE_BLOCK, ops_database_block: str = OPS_DATABASE_BLOCK
+    storage_block: BlockName = BACKUP_STORAGE_BLOCK, ops_database_block: str = OPS_DATABASE_BLOCK
 ) -> ResyncResult:
     """Rebuild `ops.backup_records` from the manifests in the backup storage.
 

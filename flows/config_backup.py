@@ -40,6 +40,7 @@ from flows.backup_steps import (
     take_backup,
 )
 from flows.locks import lock_name
+from flows.parameters import BlockName, TableName
 from tasks.pos import read_pos_webhooks
 from tasks.postgres import read_table_rows
 from tasks.prefect_api import read_prefect_configuration
@@ -165,12 +166,12 @@ def _back_up_bundle(
 
 @flow(name="pos-config-backup")
 def pos_config_backup(
-    database_block: str = PLATFORM_DATABASE_BLOCK,
-    providers_block: str = POS_PROVIDERS_BLOCK,
-    key_block: str = CONFIG_KEY_BLOCK,
-    storage_block: str = BACKUP_STORAGE_BLOCK,
-    ops_database_block: str = OPS_DATABASE_BLOCK,
-    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
+    database_block: BlockName = PLATFORM_DATABASE_BLOCK,
+    providers_block: BlockName = POS_PROVIDERS_BLOCK,
+    key_block: BlockName = CONFIG_KEY_BLOCK,
+    storage_block: BlockName = BACKUP_STORAGE_BLOCK,
+    ops_database_block: BlockName = OPS_DATABASE_BLOCK,
+    alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
 ) -> ConfigBackupResult:
     """Back up the POS configuration (runbook: daily at 03:00).
 
@@ -217,12 +218,12 @@ def pos_config_backup(
 
 @flow(name="app-config-backup")
 def app_config_backup(
-    database_block: str = PLATFORM_DATABASE_BLOCK,
-    config_tables: list[str] = list(PLATFORM_CONFIG_TABLES),  # noqa: B006
-    key_block: str = CONFIG_KEY_BLOCK,
-    storage_block: str = BACKUP_STORAGE_BLOCK,
-    ops_database_block: str = OPS_DATABASE_BLOCK,
-    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
+    database_block: BlockName = PLATFORM_DATABASE_BLOCK,
+    config_tables: list[TableName] = list(PLATFORM_CONFIG_TABLES),  # noqa: B006
+    key_block: BlockName = CONFIG_KEY_BLOCK,
+    storage_block: BlockName = BACKUP_STORAGE_BLOCK,
+    ops_database_block: BlockName = OPS_DATABASE_BLOCK,
+    alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
 ) -> ConfigBackupResult:
     """Back up the application configuration (runbook: daily at 04:00).
 

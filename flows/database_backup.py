@@ -29,7 +29,7 @@ from flows.backup_steps import (
     take_backup,
 )
 from flows.locks import lock_name
-from flows.parameters import LockWaitSeconds
+from flows.parameters import BlockName, LockWaitSeconds
 from tasks.postgres import dump_database
 
 KIND = "database"
@@ -46,11 +46,11 @@ class BackupResult(BaseModel):
 
 @flow(name="database-backup", log_prints=False)
 def database_backup(
-    database_block: str = PLATFORM_DATABASE_BLOCK,
-    storage_block: str = BACKUP_STORAGE_BLOCK,
-    ops_database_block: str = OPS_DATABASE_BLOCK,
+    database_block: BlockName = PLATFORM_DATABASE_BLOCK,
+    storage_block: BlockName = BACKUP_STORAGE_BLOCK,
+    ops_database_block: BlockName = OPS_DATABASE_BLOCK,
     lock_wait_timeout_seconds: LockWaitSeconds = 300,
-    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
+    alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
 ) -> BackupResult:
     """Full backup of the platform's PostgreSQL database (runbook: daily at 02:00).
 

@@ -18,13 +18,13 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 
 from blocks import BackupStorage, PostgresDatabase, load_block
 from blocks.names import BACKUP_STORAGE_BLOCK, PLATFORM_DATABASE_BLOCK
 from feedback_ops.errors import OpsError
 from flows.locks import lock_name, system_lock
-from flows.parameters import RestoreJobs
+from flows.parameters import BackupId, BlockName, DatabaseName, RestoreJobs
 from policy import STOCKHOLM
 from tasks.postgres import prepare_target, read_target_tables, restore_backup
 from tasks.storage import find_backup
@@ -58,26 +58,26 @@ def default_target_name(backup_id: str) -> str:
 
 @flow(name="database-restore")
 def database_restore(
-    backup_id: str = "latest",
-    before: datetime | None = None,
-    target_database: str | None = None,
+    backup_id: BackupId = "latest",
+    before: AwareDatetime | None = None,
+    target_database: DatabaseName | None = None,
     overwrite: bool = False,
     jobs: RestoreJobs = 4,
-    database_block: str = PLATFORM_DATABASE_BLOCK,
-    storage_block: str = BACKUP_STORAGE_BLOCK,
+    database_block: BlockName = PLATFORM_DATABASE_BLOCK,
+    storage_block: BlockName = BACKUP_STORAGE_BLOCK,
 ) -> RestoreResult:
     """Restore a database backup (runbook: `restore [backup_id]`), by default into a new
     database named for the backup.
 
-    `backup_id` is an id or "latest"; `before` (Stockholm time) picks the newest backup
+    `backup_id` is an id or "latest"; `before` picks the newest backup
     taken before it. `target_database` names the database on the platform's server to
     restore into; one that has tables is replaced only with `overwrite=True` and an
     approval given in the UI. The platform's own database is never a target.
 
     Args:
         backup_id: The backup to restore: its id or `latest`.
-        before: Instead of `backup_id`: the newest backup taken before this time
-            (Stockholm time unless an offset is given).
+        before: Instead of `backup_id`: the newest backup taken before this time, with
+            its offset (`2026-12-01T02:00+01:00`).
         target_database: The database on the platform's server to restore into; empty
             means a new database named for the backup. Never the platform's own
             database.

@@ -7,22 +7,37 @@ lets a run through when the limit is missing, which would protect nothing.
 Creating the limit is Prefect's own bookkeeping, like taking the slot, so it is not a
 task: a SQLite-backed Prefect server answers the slot request only once it has written
 the task run's states, which made every other acquisition wait 2 s.
+
+A run that dies holding a lock (a killed process) frees it when its lease runs out:
+the lease lasts LOCK_LEASE_SECONDS and is renewed while the holder lives; the Prefect
+server's repossessor service revokes an expired one within 15 s. That needs a
+`prefect server start` (as `up` and `run` start it) with leases kept in files, so they
+outlive a server restart: see `feedback_ops.cli`. A waiting run says so in its log.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import MissingContextError, ObjectNotFound
+from prefect.logging import get_logger
+from prefect.logging.loggers import get_run_logger
 
 from feedback_ops.errors import OpsError
 
 LOCK_WAIT_SECONDS = 3600
+LOCK_LEASE_SECONDS = 90
+"""How long a dead holder keeps a lock: renewed every 67 s while the holder lives."""
+DEAD_HOLDER_BOUND_SECONDS = 120
+"""The README's promise: lease, the repossessor's 15 s loop and a retry of the waiter."""
+WAIT_REPORT_SECONDS = 30
 
 
 def lock_name(system: str, address: str) -> str:
@@ -42,19 +57,53 @@ def ensure_limit(name: str) -> None:
 
 @contextmanager
 def system_lock(name: str, timeout_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
-    """Hold the system's lock for the block's duration, waiting up to `timeout_seconds`.
+    """Hold the system's lock for the block's duration, waiting up to `timeout_seconds`
+    and logging every WAIT_REPORT_SECONDS what the run waits for.
 
     Raises:
         OpsError: another run held the lock all that time; this one did not start.
     """
     ensure_limit(name)
+    logger = _logger()
+    started = time.monotonic()
     with ExitStack() as stack:
-        try:
-            stack.enter_context(
-                concurrency(name, occupy=1, timeout_seconds=timeout_seconds, strict=True)
-            )
-        except TimeoutError:
-            raise OpsError(
-                f"another run still holds {name} after {timeout_seconds:.0f} s; not starting"
-            ) from None
+        while True:
+            waited = time.monotonic() - started
+            try:
+                stack.enter_context(
+                    concurrency(
+                        name,
+                        occupy=1,
+                        timeout_seconds=max(
+                            1.0, min(WAIT_REPORT_SECONDS, timeout_seconds - waited)
+                        ),
+                        strict=True,
+                        lease_duration=LOCK_LEASE_SECONDS,
+                    )
+                )
+                break
+            except TimeoutError:
+                waited = time.monotonic() - started
+                if waited >= timeout_seconds:
+                    raise OpsError(
+                        f"another run still holds {name} after {timeout_seconds:.0f} s; "
+                        "not starting"
+                    ) from None
+                logger.info(
+                    "waiting for the lock %s, held by another run (one that died frees it "
+                    "within %d s): waited %.0f s of %.0f s",
+                    name,
+                    DEAD_HOLDER_BOUND_SECONDS,
+                    waited,
+                    timeout_seconds,
+                )
+        if time.monotonic() - started >= WAIT_REPORT_SECONDS:
+            logger.info("took the lock %s after %.0f s", name, time.monotonic() - started)
         yield
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # outside a run: a test holding a lock by hand
+        return get_logger("feedback_ops.locks")

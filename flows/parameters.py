@@ -20,3 +20,23 @@ AtLeastOne = Annotated[int, Field(ge=1)]
 
 LockWaitSeconds = Annotated[int, Field(ge=1, le=3600)]
 """Seconds to wait for a table lock: pg_dump takes 0 as "wait forever"."""
+
+BACKUP_ID_PATTERN = r"^(latest|[a-z]+(-[a-z]+)*-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6})$"
+BackupId = Annotated[str, Field(pattern=BACKUP_ID_PATTERN, max_length=80)]
+"""`latest`, or an id as backups are named: `database-20270328T010000Z-3fa2c1`."""
+
+DATABASE_NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+DatabaseName = Annotated[str, Field(pattern=DATABASE_NAME_PATTERN)]
+"""A PostgreSQL database name that needs no quoting: lower case, digits and `_`, at
+most 63 characters (PostgreSQL's limit), not starting with a digit."""
+
+BLOCK_NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+BlockName = Annotated[str, Field(pattern=BLOCK_NAME_PATTERN, max_length=100)]
+"""A saved block's name, as Prefect allows them: lower case, digits and dashes."""
+
+TABLE_NAME_PATTERN = r"^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}$"
+TableName = Annotated[str, Field(pattern=TABLE_NAME_PATTERN)]
+"""A table, optionally with its schema: `public.platform_settings`."""
+
+Operator = Annotated[str, Field(min_length=1, max_length=100)]
+"""Who acts, as the alert's history records it."""

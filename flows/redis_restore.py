@@ -11,11 +11,10 @@ that holds keys is only replaced with `overwrite=True`.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 
 from blocks import BackupStorage, RedisServer, load_block
 from blocks.names import BACKUP_STORAGE_BLOCK, REDIS_BLOCK
@@ -23,6 +22,7 @@ from blocks.redis.records import CONTENT_FORMAT
 from blocks.redis.restore import compare_counts
 from feedback_ops.errors import OpsError
 from flows.locks import lock_name, system_lock
+from flows.parameters import BackupId, BlockName
 from tasks.redis import count_keys, empty_server, load_snapshot
 from tasks.storage import find_backup
 
@@ -40,23 +40,23 @@ class RedisRestoreResult(BaseModel):
 
 @flow(name="redis-restore")
 def redis_restore(
-    backup_id: str = "latest",
-    before: datetime | None = None,
-    target_block: str = REDIS_BLOCK,
+    backup_id: BackupId = "latest",
+    before: AwareDatetime | None = None,
+    target_block: BlockName = REDIS_BLOCK,
     overwrite: bool = False,
-    storage_block: str = BACKUP_STORAGE_BLOCK,
+    storage_block: BlockName = BACKUP_STORAGE_BLOCK,
 ) -> RedisRestoreResult:
     """Restore a Redis snapshot into the Redis of `target_block` (runbook: Redis Recovery).
 
     `backup_id` is a snapshot id or "latest"; `before` picks the newest snapshot taken
-    before that Stockholm time instead. A target holding keys is refused unless
+    before that time instead. A target holding keys is refused unless
     `overwrite=True`, and then emptied first. Afterwards the keys per database are
     compared with the manifest (keys whose TTL ran out since are accounted for).
 
     Args:
         backup_id: The snapshot to restore: its id or `latest`.
-        before: Instead of `backup_id`: the newest snapshot taken before this time
-            (Stockholm time unless an offset is given).
+        before: Instead of `backup_id`: the newest snapshot taken before this time, with
+            its offset (`2026-12-01T02:00+01:00`).
         target_block: Name of the Redis Server block to restore into (by default the
             platform's Redis).
         overwrite: Empty and replace a target that holds keys; without it such a target

@@ -28,6 +28,7 @@ from flows.backup_steps import (
     take_backup,
 )
 from flows.locks import lock_name
+from flows.parameters import BlockName
 from tasks.redis import snapshot_redis
 
 KIND = "redis"
@@ -48,10 +49,10 @@ class SnapshotSummary(BaseModel):
 
 @flow(name="redis-snapshot")
 def redis_snapshot(
-    redis_block: str = REDIS_BLOCK,
-    storage_block: str = BACKUP_STORAGE_BLOCK,
-    ops_database_block: str = OPS_DATABASE_BLOCK,
-    alert_channels_block: str = ALERT_CHANNELS_BLOCK,
+    redis_block: BlockName = REDIS_BLOCK,
+    storage_block: BlockName = BACKUP_STORAGE_BLOCK,
+    ops_database_block: BlockName = OPS_DATABASE_BLOCK,
+    alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
 ) -> SnapshotSummary:
     """Snapshot the platform's Redis (runbook: every 6 hours).
 

@@ -3,7 +3,7 @@ end, verification results, the rebuild from manifests, and what retention remove
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from blocks.catalog import backups, engine_for, migrate, opened
@@ -99,3 +99,28 @@ def forget_backup(ops_db: PostgresDatabase, backup_id: str) -> None:
     """Remove a deleted backup's record."""
     with opened(ops_db) as engine:
         backups.forget(engine, backup_id)
+
+
+@step("close-interrupted-backups", limit=QUICK)
+def close_interrupted_backups(ops_db: PostgresDatabase, *, kind: str, source: str) -> list[str]:
+    """Under the source's lock: mark `failed` (interrupted) the records of this kind and
+    source still `running`, which only a run that died leaves; returns their ids."""
+    with opened(ops_db) as engine:
+        return backups.close_interrupted(engine, kind=kind, source=source, now=datetime.now(UTC))
+
+
+@step("read-running-backups", limit=QUICK)
+def read_running_backups(ops_db: PostgresDatabase) -> list[dict[str, Any]]:
+    """Every backup record still `running`, oldest first."""
+    with opened(ops_db) as engine:
+        return backups.running(engine)
+
+
+@step("close-stale-backups", limit=QUICK)
+def close_stale_backups(
+    ops_db: PostgresDatabase, *, longest: timedelta, now: datetime
+) -> list[str]:
+    """Mark `failed` (interrupted) the records `running` for longer than any backup can
+    run; returns their ids."""
+    with opened(ops_db) as engine:
+        return backups.close_stale(engine, started_before=now - longest, now=now)

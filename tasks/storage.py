@@ -9,12 +9,20 @@ from typing import Any
 
 from blocks.storage.manifest import (
     BackupKeys,
+    backup_id_of,
     dump_manifest,
     find_manifest,
     load_manifest,
     manifest_keys,
 )
-from blocks.storage.stores import ChunkStream, Digest, HashingReader, ObjectInfo, ObjectStore
+from blocks.storage.stores import (
+    ChunkStream,
+    Digest,
+    HashingReader,
+    ObjectInfo,
+    ObjectStore,
+    Unfinished,
+)
 from blocks.storage.verify import VerifiedCopy, check_stored
 from tasks import QUICK, TRANSFER, step
 
@@ -143,3 +151,23 @@ def read_info(store: ObjectStore, object_key: str) -> ObjectInfo | None:
         return store.stat(object_key)
     except FileNotFoundError:
         return None
+
+
+@step("find-unfinished-uploads", limit=QUICK)
+def find_unfinished(store: ObjectStore, prefix: str = "") -> list[Unfinished]:
+    """Uploads below `prefix` that were never finished (`.partial-*` files, open S3
+    multipart uploads): a live backup's own, or what a killed run left."""
+    return store.unfinished(prefix)
+
+
+@step("sweep-unfinished-uploads", limit=QUICK)
+def sweep_unfinished(store: ObjectStore, prefix: str, running: set[str]) -> list[str]:
+    """Remove the unfinished uploads below `prefix` whose backup is not running any
+    more (a run that died left them); returns the URL of each removed."""
+    removed = []
+    for upload in store.unfinished(prefix):
+        backup_id = backup_id_of(upload.key)
+        if backup_id is not None and backup_id not in running:
+            store.discard(upload)
+            removed.append(store.url_for(upload.key) + " (unfinished)")
+    return removed

@@ -72,6 +72,56 @@ def finish_record(
         )
 
 
+INTERRUPTED = "interrupted: its run ended before the backup finished (process killed or lost)"
+
+
+def close_interrupted(engine: Engine, *, kind: str, source: str, now: datetime) -> list[str]:
+    """Mark `failed` every `running` record of this kind and source; returns their ids.
+
+    Called by a backup holding the source's lock: no other live run can be writing
+    such a backup then, so a record still `running` belongs to a run that died.
+    """
+    with engine.begin() as conn:
+        rows = conn.execute(
+            update(backup_records)
+            .where(
+                backup_records.c.status == "running",
+                backup_records.c.kind == kind,
+                backup_records.c.source == source,
+            )
+            .values(status="failed", finished_at=now, error=INTERRUPTED)
+            .returning(backup_records.c.id)
+        ).all()
+    return [row[0] for row in rows]
+
+
+def running(engine: Engine) -> list[dict[str, Any]]:
+    """Every record still `running`, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(backup_records)
+            .where(backup_records.c.status == "running")
+            .order_by(backup_records.c.started_at)
+        ).all()
+    return [dict(row._mapping) for row in rows]
+
+
+def close_stale(engine: Engine, *, started_before: datetime, now: datetime) -> list[str]:
+    """Mark `failed` every record `running` since before `started_before`: no backup
+    runs that long (its steps' time limits end it first)."""
+    with engine.begin() as conn:
+        rows = conn.execute(
+            update(backup_records)
+            .where(
+                backup_records.c.status == "running",
+                backup_records.c.started_at < started_before,
+            )
+            .values(status="failed", finished_at=now, error=INTERRUPTED)
+            .returning(backup_records.c.id)
+        ).all()
+    return [row[0] for row in rows]
+
+
 def read_record(engine: Engine, backup_id: str) -> dict[str, Any] | None:
     """One record as a dict, or None."""
     with engine.connect() as conn:

@@ -27,7 +27,7 @@ from blocks.postgres.client import (
     server_major,
 )
 from blocks.storage.stores import HashingReader, ObjectStore
-from blocks.tools import tool_version
+from blocks.tools import ends_with_parent, tool_version
 from feedback_ops.errors import OpsError
 
 PG_DUMP_APPLICATION_NAME = "feedback-ops-pg_dump"
@@ -102,6 +102,7 @@ def dump_to_store(
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=ends_with_parent,  # noqa: PLW1509 - prebuilt, async-signal-safe
                 # Named apart from the flow's own sessions: a DBA sees which backend dumps.
                 env=child_env(db, PG_DUMP_APPLICATION_NAME),
             )

@@ -31,6 +31,7 @@ from blocks.postgres.client import (
     list_tables,
     server_major,
 )
+from blocks.tools import ends_with_parent
 from feedback_ops.errors import OpsError, TimedOut
 
 
@@ -90,6 +91,7 @@ def restore_file(dump: Path, target: PostgresDatabase, jobs: int, timeout_second
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=ends_with_parent,  # noqa: PLW1509 - prebuilt, async-signal-safe
     )
     try:
         _out, err = proc.communicate(timeout=timeout_seconds)

@@ -28,7 +28,7 @@ from blocks.redis import RedisServer
 from blocks.redis.client import client_for, connected, keyspace, pack, redis_errors, roundtrip
 from blocks.redis.records import NO_EXPIRY, read_records
 from blocks.redis.snapshot import logical_chunks
-from blocks.tools import installed
+from blocks.tools import ends_with_parent, installed
 from feedback_ops.errors import OpsError
 
 _REPLACE = (b"REPLACE", b"ABSTTL")
@@ -134,6 +134,7 @@ def temporary_server(rdb_file: Path) -> Iterator[RedisServer]:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=ends_with_parent,  # noqa: PLW1509 - prebuilt, async-signal-safe
         )  # fmt: skip
         server = RedisServer(unix_socket_path=sock, socket_timeout=60)
         try:

@@ -39,7 +39,7 @@ from blocks.redis.client import (
 )
 from blocks.redis.records import MAGIC, NO_EXPIRY, end_record, key_record, select_record
 from blocks.storage.stores import CHUNK_SIZE, ChunkStream, HashingReader, ObjectStore
-from blocks.tools import tool_version
+from blocks.tools import ends_with_parent, tool_version
 from feedback_ops.errors import OpsError, TransientError
 
 # After the stream ends, redis-cli and redis-check-rdb only have their exit left to do.
@@ -172,9 +172,14 @@ def rdb_snapshot(server: RedisServer, store: ObjectStore, key: str) -> SnapshotR
             stdout=subprocess.PIPE,
             stderr=cli_err,
             env=env,
+            preexec_fn=ends_with_parent,  # noqa: PLW1509 - prebuilt, async-signal-safe
         )
         check = subprocess.Popen(
-            [checker, "/dev/stdin"], stdin=subprocess.PIPE, stdout=check_out, stderr=check_out
+            [checker, "/dev/stdin"],
+            stdin=subprocess.PIPE,
+            stdout=check_out,
+            stderr=check_out,
+            preexec_fn=ends_with_parent,  # noqa: PLW1509 - prebuilt, async-signal-safe
         )
         assert proc.stdout is not None and check.stdin is not None
 

@@ -7,6 +7,7 @@ says what the object is, how big, its sha256, what it holds and how it was made.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,15 @@ MANIFEST_FORMAT = 1
 MANIFEST_SUFFIX = ".manifest.json"
 
 RetentionClass = Literal["daily", "weekly", "monthly"]
+
+
+_BACKUP_ID = re.compile(r"^[a-z]+(?:-[a-z]+)*-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
+
+
+def backup_id_of(key: str) -> str | None:
+    """The backup id an object's key names (`database/2027/03/<id>.dump`), if any."""
+    match = _BACKUP_ID.match(key.rsplit("/", 1)[-1])
+    return match.group(0) if match else None
 
 
 def new_backup_id(kind: str, at: datetime) -> str:

@@ -16,6 +16,7 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
@@ -180,6 +181,18 @@ def digest_chunks(chunks: Iterator[bytes]) -> Digest:
     return Digest(size, sha.hexdigest())
 
 
+@dataclass(frozen=True)
+class Unfinished:
+    """An upload that never finished: a local `.partial-*` file or an S3 multipart
+    upload that was neither completed nor aborted (its writer was killed)."""
+
+    key: str
+    """The key it would have been stored under."""
+    started_at: datetime
+    handle: str
+    """What removes it: the file's path or the multipart upload's id."""
+
+
 class ObjectStore(ABC):
     """A place that holds backup objects under keys like `database/2027/03/id.dump`."""
 
@@ -225,6 +238,14 @@ class ObjectStore(ABC):
     @abstractmethod
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         """Keys below `prefix`, in no promised order."""
+
+    @abstractmethod
+    def unfinished(self, prefix: str = "") -> list[Unfinished]:
+        """Uploads below `prefix` whose writer died before finishing them."""
+
+    @abstractmethod
+    def discard(self, upload: Unfinished) -> None:
+        """Remove an unfinished upload; removing one already gone is not an error."""
 
     def copy_from(self, source: ObjectStore, key: str) -> None:
         """Copy `key` from another store into this one, streaming."""
@@ -334,6 +355,24 @@ class LocalStore(ObjectStore):
                 key = Path(dirpath, name).relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     yield key
+
+    def unfinished(self, prefix: str = "") -> list[Unfinished]:
+        found = []
+        for temp in self.root.rglob(".*.partial-*") if self.root.is_dir() else ():
+            key = temp.with_name(temp.name[1:].rsplit(".partial-", 1)[0])
+            key_text = key.relative_to(self.root).as_posix()
+            if key_text.startswith(prefix):
+                try:
+                    mtime = temp.stat().st_mtime
+                except FileNotFoundError:  # finished or removed meanwhile
+                    continue
+                found.append(Unfinished(key_text, datetime.fromtimestamp(mtime, UTC), str(temp)))
+        return found
+
+    def discard(self, upload: Unfinished) -> None:
+        path = Path(upload.handle)
+        if path.parent.resolve().is_relative_to(self.root.resolve()):
+            path.unlink(missing_ok=True)
 
     def _explain(self, exc: OSError) -> OpsError:
         where = f"local backup store {self.location.root}"
@@ -498,6 +537,27 @@ class S3Store(ObjectStore):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
                 for item in page.get("Contents", []):
                     yield item["Key"][strip:]
+
+    def unfinished(self, prefix: str = "") -> list[Unfinished]:
+        strip = len(self.location.prefix) + 1 if self.location.prefix else 0
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        found = []
+        with self._errors():
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                for upload in page.get("Uploads", []):
+                    found.append(
+                        Unfinished(upload["Key"][strip:], upload["Initiated"], upload["UploadId"])
+                    )
+        return found
+
+    def discard(self, upload: Unfinished) -> None:
+        with self._errors(upload.key):
+            try:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self._key(upload.key), UploadId=upload.handle
+                )
+            except self.client.exceptions.NoSuchUpload:
+                return
 
     def copy_from(self, source: ObjectStore, key: str) -> None:
         same_server = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,9 @@ def test_all_checks_pass_then_a_missing_replica_and_an_old_backup_are_flagged(
         )
         fine = backup_report(**report_params, as_of=created + timedelta(hours=1))
         assert fine.failed == [] and fine.backups == 4
-        # Per kind: age, replica, encryption at the primary and at the replica.
-        assert fine.checks == 16
+        # Per kind: age, replica, encryption at the primary and at the replica; and what
+        # a run that died would have left (nothing here).
+        assert fine.checks == 4 * 4 + 2
         assert alerts(platform_db) == []
 
         key = backup.locations[1].removeprefix(f"s3://{gothenburg}/")
@@ -129,3 +130,53 @@ def test_no_backup_at_all_is_critical(platform_db: str, tmp_path: Path, save_blo
         ("backup-report:pos-config-age", "high", "no pos-config backup at all"),
         ("backup-report:redis-age", "high", "no redis backup at all"),
     ]
+
+
+def test_an_open_multipart_upload_of_a_dead_run_is_named_then_swept(
+    platform_db: str, s3_endpoint: str, s3_bucket: str, save_blocks: Any
+) -> None:
+    """What a writer killed mid-upload leaves in S3: a multipart upload never completed
+    nor aborted, with a part in it, and its record still `running`."""
+    client = s3.s3_client(s3_endpoint)
+    params = save_blocks(DATABASE_URL=platform_db, BACKUP_URL=f"s3://{s3_bucket}/platform")
+    report_params = {k: params[k] for k in ("storage_block", "ops_database_block")}
+    database_backup(**params)  # the catalog exists, and one good backup
+    dead = "database-20261202T010000Z-dead01"
+    key = f"platform/database/2026/12/{dead}.dump"
+    upload = client.create_multipart_upload(Bucket=s3_bucket, Key=key)["UploadId"]
+    client.upload_part(Bucket=s3_bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 1024)
+    started = datetime.now(UTC) - timedelta(hours=8)
+    with psycopg.connect(platform_db) as conn:
+        conn.execute(
+            "INSERT INTO ops.backup_records (id, kind, status, source, started_at) "
+            "VALUES (%s, 'database', 'running', 'elsewhere', %s)",
+            (dead, started),
+        )
+
+    report = backup_report(**report_params)
+
+    assert {"interrupted-backups", "unfinished-uploads"} <= set(report.failed)
+    named = dict((k, summary) for k, _s, summary in alerts(platform_db))
+    assert named["backup-report:interrupted-backups"] == (
+        f"1 backup(s) still running 7 h after they started, so their runs died; marked "
+        f"failed (interrupted): {dead}"
+    )
+    assert named["backup-report:unfinished-uploads"] == (
+        "1 unfinished upload(s) left by runs that died (the next backup of their kind "
+        f"removes them): s3://{s3_bucket}/{key}"
+    )
+    with psycopg.connect(platform_db) as conn:
+        row = conn.execute(
+            "SELECT status, error FROM ops.backup_records WHERE id = %s", (dead,)
+        ).fetchone()
+    assert row == (
+        "failed",
+        "interrupted: its run ended before the backup finished (process killed or lost)",
+    )
+
+    # The next database backup removes the upload; the report then passes both checks.
+    database_backup(**params)
+    assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert not {"interrupted-backups", "unfinished-uploads"} & set(
+        backup_report(**report_params).failed
+    )

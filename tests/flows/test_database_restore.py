@@ -80,17 +80,27 @@ def test_newest_backup_before_a_stockholm_time(
     assert "; the oldest is from " in failure_of(state)
 
 
-@pytest.mark.parametrize("jobs", [0, 17])
-def test_jobs_out_of_bounds_fail_before_the_first_step(
-    source: Any, pg_admin_url: str, jobs: int
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        ({"jobs": 0}, "jobs: Input should be greater than or equal to 1"),
+        ({"jobs": 17}, "jobs: Input should be less than or equal to 16"),
+        ({"target_database": "x; DROP DATABASE postgres"}, "target_database: String should"),
+        ({"backup_id": "../../etc/passwd"}, "backup_id: String should match pattern"),
+    ],
+    ids=["jobs=0", "jobs=17", "target_database", "backup_id"],
+)
+def test_bad_parameters_fail_before_the_first_step(
+    source: Any, pg_admin_url: str, bad: dict[str, Any], said: str
 ) -> None:
+    """As a run from the UI or the API would: Prefect validates against the same schema."""
     params, backup, made = source
     name = default_target_name(backup.backup_id)
     made.append(name)
-    state = database_restore(**restore_params(params), jobs=jobs, return_state=True)
+    state = database_restore(**restore_params(params) | bad, return_state=True)
 
     assert state.is_failed()
-    assert "jobs: Input should be" in str(state.message)
+    assert said in str(state.message)
     run_id = state.state_details.flow_run_id
     assert run_id is not None
     with get_client(sync_client=True) as client:
@@ -99,7 +109,10 @@ def test_jobs_out_of_bounds_fail_before_the_first_step(
         )
     assert steps == []
     with psycopg.connect(pg_admin_url) as conn:
-        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchall()
+        found = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname IN (%s, %s)",
+            (name, "x; DROP DATABASE postgres"),
+        ).fetchall()
     assert found == []
 
 

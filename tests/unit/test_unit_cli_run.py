@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from support.net import free_port
 
@@ -160,3 +161,82 @@ def test_an_api_that_does_not_answer_still_gets_the_json_answer(
         "message": f"backup-report could not run: [Errno 111] Connection refused "
         f"(Prefect API: {api})",
     }
+
+
+RESTORE_PARAMETERS = (
+    "backup_id, before, target_database, overwrite, jobs, database_block, storage_block"
+)
+
+
+@pytest.mark.parametrize(
+    ("parameter", "said"),
+    [
+        ("jobs=0", "jobs=0: Input should be greater than or equal to 1"),
+        ("jobs=17", "jobs=17: Input should be less than or equal to 16"),
+        (
+            "target_database=x; DROP DATABASE postgres",
+            "target_database='x; DROP DATABASE postgres': must match ^[a-z_][a-z0-9_]{0,62}$",
+        ),
+        (
+            "backup_id=../../etc/passwd",
+            "backup_id='../../etc/passwd': must match "
+            "^(latest|[a-z]+(-[a-z]+)*-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6})$",
+        ),
+        (
+            "before=notadate",
+            "before='notadate': Input should be a valid datetime or date, input is too short",
+        ),
+        (
+            "before=2026-12-01T02:00",
+            "before='2026-12-01T02:00': give the time with its offset, e.g. "
+            "2026-12-01T02:00:00+01:00",
+        ),
+        (
+            "database_block=../other",
+            "database_block='../other': must match ^[a-z0-9]+(-[a-z0-9]+)*$",
+        ),
+        ("nope=1", None),
+    ],
+    ids=["jobs=0", "jobs=17", "injection", "path", "notadate", "naive", "block", "unknown"],
+)
+def test_bad_parameters_are_refused_before_anything_starts(
+    feedback_ops: RunCli, platform_db: str, pg_admin_url: str, parameter: str, said: str | None
+) -> None:
+    # An API nobody answers and a port nothing listens on: a check that needed either
+    # would fail otherwise, and nothing can be started or written.
+    api = f"http://127.0.0.1:{free_port()}/api"
+    done = feedback_ops(
+        "run", "database-restore", "-p", parameter, "--json",
+        PREFECT_API_URL=api, DATABASE_URL=platform_db,
+    )  # fmt: skip
+
+    assert done.returncode == 1
+    assert done.stderr == ""
+    expected = (
+        f"invalid parameters for database-restore: {said}"
+        if said
+        else f"database-restore has no parameter nope; it takes {RESTORE_PARAMETERS}"
+    )
+    assert json.loads(done.stdout) == {
+        "flow": "database-restore",
+        "flow_run_id": None,
+        "state": "Failed",
+        "message": expected,
+    }
+    with psycopg.connect(pg_admin_url) as conn:
+        named = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'x;%%'").fetchall()
+    assert named == []
+
+
+def test_every_problem_is_named_in_one_line(feedback_ops: RunCli) -> None:
+    done = feedback_ops(
+        "run", "alert-acknowledge", "-p", "action=snooze", "-p", "by=",
+        PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api",
+    )  # fmt: skip
+
+    assert (done.returncode, done.stderr) == (1, "")
+    assert done.stdout == (
+        "alert-acknowledge: Failed: invalid parameters for alert-acknowledge: "
+        "dedup_key is required; action='snooze': Input should be 'acknowledge' or 'resolve'; "
+        "by='': String should have at least 1 character\n"
+    )
