@@ -38,6 +38,7 @@ LOCK_LEASE_SECONDS = 90
 DEAD_HOLDER_BOUND_SECONDS = 120
 """The README's promise: lease, the repossessor's 15 s loop and a retry of the waiter."""
 WAIT_REPORT_SECONDS = 30
+FIRST_TRY_SECONDS = 1
 
 
 def lock_name(system: str, address: str) -> str:
@@ -66,6 +67,9 @@ def system_lock(name: str, timeout_seconds: float = LOCK_WAIT_SECONDS) -> Iterat
     ensure_limit(name)
     logger = _logger()
     started = time.monotonic()
+    # A free lock is taken at once; a taken one is said so at once, then every
+    # WAIT_REPORT_SECONDS.
+    patience = FIRST_TRY_SECONDS
     with ExitStack() as stack:
         while True:
             waited = time.monotonic() - started
@@ -74,9 +78,7 @@ def system_lock(name: str, timeout_seconds: float = LOCK_WAIT_SECONDS) -> Iterat
                     concurrency(
                         name,
                         occupy=1,
-                        timeout_seconds=max(
-                            1.0, min(WAIT_REPORT_SECONDS, timeout_seconds - waited)
-                        ),
+                        timeout_seconds=max(1.0, min(patience, timeout_seconds - waited)),
                         strict=True,
                         lease_duration=LOCK_LEASE_SECONDS,
                     )
@@ -97,7 +99,8 @@ def system_lock(name: str, timeout_seconds: float = LOCK_WAIT_SECONDS) -> Iterat
                     waited,
                     timeout_seconds,
                 )
-        if time.monotonic() - started >= WAIT_REPORT_SECONDS:
+                patience = WAIT_REPORT_SECONDS
+        if patience != FIRST_TRY_SECONDS:
             logger.info("took the lock %s after %.0f s", name, time.monotonic() - started)
         yield
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import stat
 import subprocess
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +21,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from support.net import free_port
+from support.cli import FEEDBACK_OPS, cli_environment
+from support.net import free_port, wait_until
+
+from flows.locks import lock_name, system_lock
 
 # The `feedback_ops` fixture of tests/unit/conftest.py.
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
@@ -240,3 +246,56 @@ def test_every_problem_is_named_in_one_line(feedback_ops: RunCli) -> None:
         "dedup_key is required; action='snooze': Input should be 'acknowledge' or 'resolve'; "
         "by='': String should have at least 1 character\n"
     )
+
+
+def test_ctrl_c_of_a_run_waiting_for_its_lock_answers_and_exits(
+    prefect_api_url: str, platform_db: str, tmp_path: Path
+) -> None:
+    """The run waits for the database's lock (held here), Ctrl-C reaches it: it exits at
+    once with the documented answer, and leaves the lock as it found it."""
+    lock = lock_name("postgres", f"127.0.0.1:5432:{platform_db.rsplit('/', 1)[1]}")
+    environ = cli_environment(
+        tmp_path,
+        PREFECT_API_URL=prefect_api_url,
+        DATABASE_URL=platform_db,
+        BACKUP_URL=f"file://{tmp_path}/backups",
+    )
+    log = tmp_path / "run.log"
+    with system_lock(lock), open(log, "wb") as stderr:
+        run = subprocess.Popen(
+            [str(FEEDBACK_OPS), "run", "database-backup", "--json"],
+            env=environ,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+        )
+        try:
+            wait_until(
+                lambda: b"waiting for the lock " + lock.encode() in log.read_bytes(),
+                timeout=120,
+                what="the run to say it waits for the lock",
+            )
+            os.killpg(run.pid, signal.SIGINT)
+            pressed = time.monotonic()
+            out, _ = run.communicate(timeout=30)
+            took = time.monotonic() - pressed
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+
+    assert run.returncode == 130, log.read_text()[-2000:]
+    assert took < 15
+    assert json.loads(out) == {
+        "flow": "database-backup",
+        "flow_run_id": None,
+        "state": "Crashed",
+        "message": "database-backup was interrupted (Ctrl-C) and did not finish",
+    }
+    assert "Traceback" not in log.read_text()
+    # The interrupted waiter took no slot: the lock is free at once.
+    started = time.monotonic()
+    with system_lock(lock, timeout_seconds=10):
+        assert time.monotonic() - started < 5
+    assert not list(tmp_path.glob("backups/**/*.dump"))
