@@ -267,9 +267,11 @@ def _explain(spec: BlockSpec, exc: ValidationError, env: Mapping[str, str]) -> C
 def saved_blocks() -> dict[str, Block]:
     """The configured blocks as saved in the Prefect API, by name (missing ones left out)."""
     saved: dict[str, Block] = {}
-    for spec in BLOCK_SPECS:
+    kinds: list[tuple[str, type[Block]]] = [(spec.name, spec.block_type) for spec in BLOCK_SPECS]
+    kinds.append((ALERT_CHANNELS_BLOCK, AlertChannels))
+    for name, block_type in kinds:
         try:
-            saved[spec.name] = load_block(spec.block_type, spec.name)
+            saved[name] = load_block(block_type, name)
         except ValueError:
             continue
     return saved
@@ -297,7 +299,20 @@ def changes(saved: Mapping[str, Block], blocks: Mapping[str, Block]) -> dict[str
 
 
 def _fields(block: Block) -> dict[str, Any]:
-    return block.model_dump(exclude={"block_type_slug"})
+    """The block's settings, nested blocks included, without Prefect's bookkeeping (the
+    saved document's ids and names, which a block built from the environment lacks)."""
+
+    def settings(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: settings(v)
+                for k, v in value.items()
+                if not k.startswith("_") and k != "block_type_slug"
+            }
+        return value
+
+    fields: dict[str, Any] = settings(block.model_dump())
+    return fields
 
 
 def sync_blocks(env: Mapping[str, str] = os.environ) -> dict[str, list[str]]:

@@ -1,17 +1,20 @@
 """End to end: `feedback-ops up` on free ports, its deployment triggered through the API.
 
-Starts the real console script (Prefect server + UI, blocks synced, deployments
-served), checks what the UI would show, triggers `database-backup/daily-0200` through
-the REST API and waits for it to complete, then stops `up` with Ctrl-C (SIGINT).
+First the configuration is saved with `feedback-ops config sync`, and a one-off
+`feedback-ops run` backs up another database given in its environment. Then `up` is
+started without any database in its environment: it serves the saved configuration.
+The test checks what the UI would show, triggers `database-backup/daily-0200` through
+the REST API, waits for it to complete and checks it backed up the configured database
+(the one-off run changed nothing), then stops `up` with Ctrl-C (SIGINT).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +24,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import psutil
 import pytest
+from support.cli import FEEDBACK_OPS, cli_environment
 from support.net import free_port, port_accepts, wait_until
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -41,28 +45,61 @@ def _get(client: httpx.Client, path: str) -> Any:
     return _call(client, "GET", path)
 
 
+def _cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(FEEDBACK_OPS), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(400)
 def test_up_serves_the_backup_deployment_and_stops_cleanly(
-    platform_db: str, tmp_path: Path
+    platform_db: str, db_factory: Any, tmp_path: Path
 ) -> None:
     port = free_port()
     state = tmp_path / "state"
     backups = tmp_path / "backups"
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FEEDBACK_OPS_"))
-    } | {
-        "FEEDBACK_OPS_STATE_DIR": str(state),
-        "DATABASE_URL": platform_db,
-        "BACKUP_URL": f"file://{backups}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    configured = cli_environment(
+        state,
+        DATABASE_URL=platform_db,
+        BACKUP_URL=f"file://{backups}",
+        FEEDBACK_OPS_PORT=str(port),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    saved = _cli(tmp_path, configured, "config", "sync")
+    assert "platform-postgres: created\n" in saved.stdout, saved.stderr
+    assert "backup-storage: created\n" in saved.stdout
+
+    # A one-off run against another database: that run only.
+    scratch = db_factory()
+    one_off = _cli(
+        tmp_path, configured | {"DATABASE_URL": scratch}, "run", "database-backup", "--json"
+    )
+    assert json.loads(one_off.stdout)["state"] == "Completed", one_off.stderr[-3000:]
+    assert (
+        "feedback-ops: this run only, from the environment, nothing saved: "
+        "platform-postgres (database), ops-postgres (database)\n"
+    ) in one_off.stderr
+    unchanged = _cli(tmp_path, configured, "config", "sync")
+    assert unchanged.stdout == (
+        "configuration unchanged: the saved blocks already match the environment\n"
+    )
+
+    # `up` with no database in its environment: it serves what is saved.
+    env = {k: v for k, v in configured.items() if k != "DATABASE_URL"} | {
         # Faster loops than production, so the test need not wait a minute for each.
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     }
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed in finally
     up = subprocess.Popen(
-        [str(Path(sys.executable).parent / "feedback-ops"), "up", "--port", str(port)],
+        [str(FEEDBACK_OPS), "up", "--port", str(port)],
         cwd=tmp_path,
         env=env,
         stdout=log,
@@ -121,8 +158,13 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
 
             wait_until(lambda: final_state() is not None, timeout=180, what="the flow run")
             assert final_state() == "COMPLETED", (tmp_path / "up.log").read_text()[-3000:]
-        dumps = list(backups.rglob("*.dump"))
-        assert len(dumps) == 1 and dumps[0].with_suffix(".manifest.json").exists()
+        # The served run backed up the configured database, not the one-off run's.
+        sources = sorted(
+            json.loads(m.read_text())["source"] for m in backups.rglob("*.manifest.json")
+        )
+        assert sources == sorted(
+            f"postgres@127.0.0.1:5432/{url.rsplit('/', 1)[1]}" for url in (platform_db, scratch)
+        )
 
         # Ctrl-C: `up` stops serving and stops the server it started.
         os.killpg(up.pid, signal.SIGINT)
