@@ -65,8 +65,10 @@ class Produced:
         return (self.finished_at - self.started_at).total_seconds()
 
 
-Producer = Callable[[ObjectStore, str], Produced]
-"""Streams one backup into the store under the key given; raises on any failure."""
+Producer = Callable[[ObjectStore, str, int | None], Produced]
+"""Streams one backup into the store under the key given; raises on any failure. The
+third argument is the size of the source's previous backup, if any: what its progress
+bar measures against."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def take_backup(
         started = datetime.now(UTC)
         backup_id = new_backup_id(what.kind, started)
         keys = BackupKeys.for_backup(what.kind, backup_id, started, what.suffix)
-        record_backup_start(
+        previous_size = record_backup_start(
             ops_db,
             backup_id=backup_id,
             kind=what.kind,
@@ -133,7 +135,7 @@ def take_backup(
         try:
             # 4–6. Stream it in, read it back, write its manifest.
             produced, manifest, primary_copy = _stored_and_described(
-                what, produce, primary, keys, backup_id, started
+                what, produce, primary, keys, backup_id, started, previous_size
             )
             # 7. Copy it to every replica and check each copy.
             copies = [primary_copy, *_replicated(primary, replicas, keys, produced, manifest)]
@@ -182,11 +184,12 @@ def _stored_and_described(
     keys: BackupKeys,
     backup_id: str,
     started: datetime,
+    previous_size: int | None,
 ) -> tuple[Produced, dict[str, Any], VerifiedCopy]:
     """The backup in the primary store, read back, with its manifest beside it; on any
     failure neither object nor manifest is left where a restore would find them."""
     try:
-        produced = produce(primary, keys.object)
+        produced = produce(primary, keys.object, previous_size)
         primary_copy = verify_stored_object(
             primary, keys.object, Digest(produced.size, produced.sha256)
         )
@@ -267,15 +270,6 @@ def _record_failure(
         description=f"Backup {backup_id}: failed",
         markdown=f"# Backup `{backup_id}` — failed\n\nSource `{what.source}`.\n\n**Reason:** {exc}",
     )
-
-
-def human_size(size: float) -> str:
-    """`1.5 MiB`: a byte count for people."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def locations_table(copies: list[VerifiedCopy]) -> str:

@@ -35,6 +35,7 @@ from flows.backup_steps import (
     RUNBOOK_SECTION,
     BackupOf,
     Produced,
+    Producer,
     StoredBackup,
     locations_table,
     take_backup,
@@ -99,8 +100,8 @@ def _items(section: Any) -> int:
 
 def _producer(
     kind: str, build: Callable[[], tuple[dict[str, Any], set[str]]], key: bytes | None
-) -> Callable[[ObjectStore, str], Produced]:
-    def produce(store: ObjectStore, object_key: str) -> Produced:
+) -> Producer:
+    def produce(store: ObjectStore, object_key: str, _previous: int | None) -> Produced:
         started = datetime.now(UTC)
         sections, secret_paths = build()
         data, sizes, count = _bundle(kind, sections, key, secret_paths)

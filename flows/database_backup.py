@@ -24,13 +24,13 @@ from flows.backup_steps import (
     BackupOf,
     Produced,
     StoredBackup,
-    human_size,
     locations_table,
     take_backup,
 )
 from flows.locks import lock_name
 from flows.parameters import BlockName, LockWaitSeconds
 from tasks.postgres import dump_database
+from tasks.progress import human_size
 
 KIND = "database"
 
@@ -81,8 +81,8 @@ def database_backup(
     ):
         db = load_block(PostgresDatabase, database_block)
 
-        def dump(store: ObjectStore, key: str) -> Produced:
-            result = dump_database(db, store, key, lock_wait_timeout_seconds)
+        def dump(store: ObjectStore, key: str, previous_size: int | None) -> Produced:
+            result = dump_database(db, store, key, lock_wait_timeout_seconds, previous_size)
             return Produced(
                 size=result.size,
                 sha256=result.sha256,
@@ -90,7 +90,7 @@ def database_backup(
                 finished_at=result.finished_at,
                 tools={"pg_dump": result.pg_dump_version, "server": result.server_version},
                 content_format="pg_dump-custom",
-                contents={"tables": result.row_counts},
+                contents={"tables": result.row_counts, "database_bytes": result.database_bytes},
             )
 
         backup = take_backup(

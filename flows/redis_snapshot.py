@@ -23,12 +23,12 @@ from flows.backup_steps import (
     BackupOf,
     Produced,
     StoredBackup,
-    human_size,
     locations_table,
     take_backup,
 )
 from flows.locks import lock_name
 from flows.parameters import BlockName
+from tasks.progress import human_size
 from tasks.redis import snapshot_redis
 
 KIND = "redis"
@@ -81,8 +81,8 @@ def redis_snapshot(
     ):
         server = load_block(RedisServer, redis_block)
 
-        def snapshot(store: ObjectStore, key: str) -> Produced:
-            result = snapshot_redis(server, store, key)
+        def snapshot(store: ObjectStore, key: str, previous_size: int | None) -> Produced:
+            result = snapshot_redis(server, store, key, previous_size)
             return Produced(
                 size=result.size,
                 sha256=result.sha256,

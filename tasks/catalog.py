@@ -30,10 +30,11 @@ def record_backup_start(
     source: str,
     started_at: datetime,
     flow_run_id: str | None,
-) -> None:
-    """Insert the backup's `running` record, before any data moves."""
+) -> int | None:
+    """Insert the backup's `running` record, before any data moves; returns the size
+    of the source's previous completed backup, to measure this one's progress by."""
     with opened(ops_db) as engine:
-        backups.start_record(
+        return backups.start_record(
             engine,
             backup_id=backup_id,
             kind=kind,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from blocks.postgres import PostgresDatabase
-from blocks.postgres.client import table_rows
+from blocks.postgres.client import database_size, table_rows
 from blocks.postgres.dump import DumpResult, dump_to_store
 from blocks.postgres.restore import (
     RestoreDrill,
@@ -22,6 +22,7 @@ from blocks.storage.stores import Digest, ObjectStore
 from blocks.storage.verify import local_copy
 from feedback_ops.errors import OpsError
 from tasks import QUICK, TRANSFER, step
+from tasks.progress import StepProgress
 
 
 @step("dump-database", limit=TRANSFER)
@@ -30,10 +31,17 @@ def dump_database(
     store: ObjectStore,
     key: str,
     lock_wait_timeout_seconds: int = 300,
+    expected_size: int | None = None,
 ) -> DumpResult:
     """Stream `pg_dump --format=custom` of `db` into `store` under `key`, with sha256,
-    size and exact per-table row counts from the same snapshot."""
-    return dump_to_store(db, store, key, lock_wait_timeout_seconds=lock_wait_timeout_seconds)
+    size and exact per-table row counts from the same snapshot; its progress shows in
+    the UI against `expected_size` (the previous backup's)."""
+    progress = StepProgress(f"pg_dump of {db.display_name}", expected_size)
+    result = dump_to_store(
+        db, store, key, lock_wait_timeout_seconds=lock_wait_timeout_seconds, on_progress=progress
+    )
+    progress.finish(result.size)
+    return result
 
 
 @step("restore-drill", limit=TRANSFER, retries=0)
@@ -47,7 +55,10 @@ def restore_drill(
     """Read the backup back, check it, restore it into a scratch database, count every
     table and compare with the manifest; the scratch database is dropped afterwards."""
     with local_copy(store, keys.object, _digest_of(manifest)) as path:
-        return drill(server, path, manifest, jobs, timeout_seconds=TRANSFER)
+        progress = _RestoreProgress(f"restore drill of {manifest['id']}", manifest)
+        result = drill(server, path, manifest, jobs, TRANSFER, progress.on_tick)
+    progress.finish()
+    return result
 
 
 @step("read-target-tables", limit=QUICK)
@@ -74,7 +85,9 @@ def restore_backup(
 ) -> tuple[float, dict[str, int]]:
     """Check the object against its manifest, pg_restore it, count every table."""
     with local_copy(store, keys.object, _digest_of(manifest)) as path:
-        seconds = restore_file(path, target, jobs, timeout_seconds=TRANSFER)
+        progress = _RestoreProgress(f"restore of {manifest['id']}", manifest)
+        seconds = restore_file(path, target, jobs, TRANSFER, progress.on_tick)
+    progress.finish()
     counts = count_restored(target)
     problems = compare_counts(manifest.get("tables", {}), counts)
     if problems:
@@ -87,6 +100,22 @@ def read_table_rows(db: PostgresDatabase, table: str) -> list[dict[str, Any]] | 
     """Every row of `schema.table` as JSON objects ordered by its first column; None when
     the table does not exist."""
     return table_rows(db, table)
+
+
+class _RestoreProgress:
+    """A restore's progress: the target's size on disk against the source's when it was
+    dumped (the manifest's `database_bytes`), read every few seconds."""
+
+    def __init__(self, what: str, manifest: dict[str, Any]) -> None:
+        self.bar = StepProgress(what, manifest.get("database_bytes"), every=0)
+        self.done = 0
+
+    def on_tick(self, target: PostgresDatabase) -> None:
+        self.done = database_size(target)
+        self.bar(self.done)
+
+    def finish(self) -> None:
+        self.bar.finish(self.done)
 
 
 def _digest_of(manifest: dict[str, Any]) -> Digest:

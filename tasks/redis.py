@@ -20,15 +20,23 @@ from blocks.storage.manifest import BackupKeys
 from blocks.storage.stores import Digest, ObjectStore
 from blocks.storage.verify import check_stored, local_copy
 from tasks import QUICK, TRANSFER, step
+from tasks.progress import StepProgress
 
 
 @step("snapshot-redis", limit=TRANSFER)
-def snapshot_redis(server: RedisServer, store: ObjectStore, key: str) -> SnapshotResult:
+def snapshot_redis(
+    server: RedisServer, store: ObjectStore, key: str, expected_size: int | None = None
+) -> SnapshotResult:
     """Stream a snapshot of every database into `store` under `key`, by the block's
-    method, and count its keys per database."""
-    if server.snapshot_method == "rdb":
-        return rdb_snapshot(server, store, key)
-    return logical_snapshot(server, store, key)
+    method, and count its keys per database; its progress shows in the UI against
+    `expected_size` (the previous snapshot's)."""
+    method = rdb_snapshot if server.snapshot_method == "rdb" else logical_snapshot
+    progress = StepProgress(
+        f"{server.snapshot_method} snapshot of {server.display_name}", expected_size
+    )
+    result = method(server, store, key, progress)
+    progress.finish(result.size)
+    return result
 
 
 @step("count-redis-keys", limit=QUICK)

@@ -23,9 +23,20 @@ def start_record(
     source: str,
     started_at: datetime,
     flow_run_id: str | None,
-) -> None:
-    """Insert a `running` record before any data moves."""
+) -> int | None:
+    """Insert a `running` record before any data moves; returns the size of the newest
+    completed backup of the same kind and source, if any."""
     with engine.begin() as conn:
+        previous = conn.execute(
+            select(backup_records.c.size)
+            .where(
+                backup_records.c.kind == kind,
+                backup_records.c.source == source,
+                backup_records.c.status == "completed",
+            )
+            .order_by(backup_records.c.started_at.desc())
+            .limit(1)
+        ).scalar()
         conn.execute(
             insert(backup_records).values(
                 id=backup_id,
@@ -37,6 +48,7 @@ def start_record(
                 flow_run_id=flow_run_id,
             )
         )
+    return int(previous) if previous is not None else None
 
 
 def finish_record(

@@ -189,3 +189,10 @@ def engine_for(db: PostgresDatabase) -> Engine:
             if k not in ("host", "port", "dbname", "user", "password", "sslmode")
         },
     )
+
+
+def database_size(db: PostgresDatabase) -> int:
+    """Bytes the database takes on disk now (`pg_database_size`)."""
+    with connect(db) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(row[0]) if row else 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -44,6 +45,8 @@ class DumpResult:
     row_counts: dict[str, int]
     server_version: str
     pg_dump_version: str
+    database_bytes: int
+    """The database's size on disk when dumped: what a restore of it grows to."""
     started_at: datetime
     finished_at: datetime
     tool: str = "pg_dump --format=custom"
@@ -62,13 +65,14 @@ def dump_to_store(
     *,
     lock_wait_timeout_seconds: int = 300,
     with_row_counts: bool = True,
+    on_progress: Callable[[int], None] | None = None,
 ) -> DumpResult:
     """Run `pg_dump --format=custom` and stream its output into `store` under `key`.
 
     The exporting transaction stays open until the dump ends, and counts the rows of
     every table in the same snapshot pg_dump reads, on a second thread while the dump
-    streams. If pg_dump fails, the upload is aborted before anything appears under
-    `key`.
+    streams; `on_progress` is told the bytes streamed so far. If pg_dump fails, the
+    upload is aborted before anything appears under `key`.
     """
     started = datetime.now(UTC)
     conn = connect(db, autocommit=True)
@@ -89,6 +93,8 @@ def dump_to_store(
         major = server_major(conn)
         server_version = conn.info.parameter_status("server_version") or str(major)
         tables = list_tables(conn)
+        size_row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        database_bytes = int(size_row[0]) if size_row else 0
         pg_dump = find_pg_tool("pg_dump", major)
         with tempfile.TemporaryFile() as stderr:
             proc = subprocess.Popen(
@@ -110,7 +116,11 @@ def dump_to_store(
                 counter = _Counter(conn, tables)
                 counter.start()
             assert proc.stdout is not None
-            reader = HashingReader(proc.stdout, on_eof=lambda: _check_exit(proc, stderr, db))
+            reader = HashingReader(
+                proc.stdout,
+                on_eof=lambda: _check_exit(proc, stderr, db),
+                on_progress=on_progress,
+            )
             store.upload_stream(key, reader)
         counts = counter.result() if counter is not None else {}
         digest = reader.digest
@@ -133,6 +143,7 @@ def dump_to_store(
         row_counts=counts,
         server_version=server_version,
         pg_dump_version=tool_version(pg_dump),
+        database_bytes=database_bytes,
         started_at=started,
         finished_at=datetime.now(UTC),
     )

@@ -13,7 +13,7 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +63,18 @@ def scratch_database(server: PostgresDatabase, label: str) -> Iterator[PostgresD
         admin.close()
 
 
-def restore_file(dump: Path, target: PostgresDatabase, jobs: int, timeout_seconds: float) -> float:
+PROGRESS_SECONDS = 5.0
+
+
+def restore_file(
+    dump: Path,
+    target: PostgresDatabase,
+    jobs: int,
+    timeout_seconds: float,
+    on_tick: Callable[[PostgresDatabase], None] | None = None,
+) -> float:
     """`pg_restore --jobs` of a custom-format dump into `target`; returns the seconds.
+    `on_tick(target)` runs every PROGRESS_SECONDS while pg_restore works.
 
     Raises:
         TimedOut: pg_restore did not finish within `timeout_seconds` (it is stopped,
@@ -93,12 +103,21 @@ def restore_file(dump: Path, target: PostgresDatabase, jobs: int, timeout_second
         start_new_session=True,
         preexec_fn=ends_with_parent,  # noqa: PLW1509 - prebuilt, async-signal-safe
     )
+    deadline = started + timeout_seconds
     try:
-        _out, err = proc.communicate(timeout=timeout_seconds)
-    except subprocess.TimeoutExpired:
-        raise TimedOut(
-            f"pg_restore into {target.display_name} did not finish within {timeout_seconds:g} s"
-        ) from None
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                _out, err = proc.communicate(timeout=max(0.0, min(PROGRESS_SECONDS, left)))
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    raise TimedOut(
+                        f"pg_restore into {target.display_name} did not finish within "
+                        f"{timeout_seconds:g} s"
+                    ) from None
+                if on_tick is not None:
+                    on_tick(target)
     finally:
         _stop_group(proc)
     if proc.returncode != 0:
@@ -140,10 +159,12 @@ def drill(
     manifest: dict[str, Any],
     jobs: int,
     timeout_seconds: float,
+    on_tick: Callable[[PostgresDatabase], None] | None = None,
 ) -> RestoreDrill:
-    """Restore into a scratch database, count every table, compare with the manifest."""
+    """Restore into a scratch database, count every table, compare with the manifest;
+    `on_tick` as for `restore_file`."""
     with scratch_database(server, str(manifest["id"])) as scratch:
-        seconds = restore_file(dump, scratch, jobs, timeout_seconds)
+        seconds = restore_file(dump, scratch, jobs, timeout_seconds, on_tick)
         counts = count_restored(scratch)
     problems = compare_counts(manifest.get("tables", {}), counts)
     if problems:

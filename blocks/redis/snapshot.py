@@ -73,12 +73,17 @@ class SnapshotResult:
 # --- logical -----------------------------------------------------------------------
 
 
-def logical_snapshot(server: RedisServer, store: ObjectStore, key: str) -> SnapshotResult:
+def logical_snapshot(
+    server: RedisServer,
+    store: ObjectStore,
+    key: str,
+    on_progress: Callable[[int], None] | None = None,
+) -> SnapshotResult:
     """Write a logical snapshot of every database of `server` to `store` under `key`."""
     version, used_memory = server_facts(server)
     started = datetime.now(UTC)
     databases: dict[str, dict[str, int]] = {}
-    reader = HashingReader(ChunkStream(logical_chunks(server, databases)))
+    reader = HashingReader(ChunkStream(logical_chunks(server, databases)), on_progress=on_progress)
     store.upload_stream(key, reader)
     digest = reader.digest
     return SnapshotResult(
@@ -155,7 +160,12 @@ def _dump_batch(
 # --- rdb ---------------------------------------------------------------------------
 
 
-def rdb_snapshot(server: RedisServer, store: ObjectStore, key: str) -> SnapshotResult:
+def rdb_snapshot(
+    server: RedisServer,
+    store: ObjectStore,
+    key: str,
+    on_progress: Callable[[int], None] | None = None,
+) -> SnapshotResult:
     """Stream the server's RDB file (`redis-cli --rdb`) to `store`, checked on the way by
     `redis-check-rdb`, and count its keys per database from the file itself."""
     cli = find_redis_tool("redis-cli")
@@ -191,7 +201,7 @@ def rdb_snapshot(server: RedisServer, store: ObjectStore, key: str) -> SnapshotR
             return b"until EOF marker" in cli_err.read()
 
         chunks = _tee(proc.stdout, check.stdin, eof_marked)
-        reader = HashingReader(ChunkStream(chunks), on_eof=finish)
+        reader = HashingReader(ChunkStream(chunks), on_eof=finish, on_progress=on_progress)
         try:
             store.upload_stream(key, reader)
         finally:

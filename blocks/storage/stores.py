@@ -137,12 +137,19 @@ class HashingReader:
 
     `on_eof` runs once when the source is exhausted, before the final empty read is
     returned, so a producer that failed (a non-zero exit) can raise there and abort
-    the upload that is consuming this stream before it is completed.
+    the upload that is consuming this stream before it is completed. `on_progress` is
+    told the bytes read so far after every read.
     """
 
-    def __init__(self, source: Readable, on_eof: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        source: Readable,
+        on_eof: Callable[[], None] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
         self._source = source
         self._on_eof = on_eof
+        self._on_progress = on_progress
         self._hash = hashlib.sha256()
         self.size = 0
         self._done = False
@@ -155,6 +162,8 @@ class HashingReader:
         if data:
             self._hash.update(data)
             self.size += len(data)
+            if self._on_progress is not None:
+                self._on_progress(self.size)
             return data
         self._done = True
         if self._on_eof is not None:

@@ -16,6 +16,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
     LogFilter,
     LogFilterFlowRunId,
 )
@@ -380,3 +382,36 @@ def test_dropped_connection_is_retried_and_the_backup_completes(
     dump = results[0]
     assert (tmp_path / "database/x.dump").stat().st_size == dump.size
     assert dump.row_counts["public.feedback"] > 0
+
+
+def test_backup_and_restore_show_their_progress(
+    platform_db: str, pg_admin_url: str, tmp_path: Path, save_blocks: Any
+) -> None:
+    """Each long step leaves a progress artifact in its run: at 100 when it finished,
+    with what it did, measured against the previous backup's size and the source's."""
+
+    from flows.database_restore import database_restore
+
+    params = save_blocks(DATABASE_URL=platform_db, BACKUP_URL=f"file://{tmp_path}/b")
+    database_backup(**params)
+    state = database_backup(**params, return_state=True)
+    second = state.result()
+    restore_params = {k: params[k] for k in ("database_block", "storage_block")}
+    restored = database_restore(backup_id=second.backup_id, **restore_params, return_state=True)
+    assert restored.is_completed()
+
+    def progress_of(run_id: Any) -> list[Any]:
+        with get_client(sync_client=True) as client:
+            found = client.read_artifacts(
+                artifact_filter=ArtifactFilter(type={"any_": ["progress"]}),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
+            )
+        return list(found)
+
+    [dump_bar] = progress_of(state.state_details.flow_run_id)
+    assert dump_bar.data == 100.0
+    assert dump_bar.description.startswith("pg_dump of postgres@127.0.0.1:5432/")
+    assert " in " in dump_bar.description and "B" in dump_bar.description
+    [restore_bar] = progress_of(restored.state_details.flow_run_id)
+    assert restore_bar.data == 100.0
+    assert restore_bar.description.startswith(f"restore of {second.backup_id}: ")
