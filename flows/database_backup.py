@@ -29,8 +29,8 @@ from flows.backup_steps import (
 )
 from flows.locks import lock_name
 from flows.parameters import BlockName, LockWaitSeconds
+from tasks import human_size
 from tasks.postgres import dump_database
-from tasks.progress import human_size
 
 KIND = "database"
 

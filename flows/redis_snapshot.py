@@ -28,7 +28,7 @@ from flows.backup_steps import (
 )
 from flows.locks import lock_name
 from flows.parameters import BlockName
-from tasks.progress import human_size
+from tasks import human_size
 from tasks.redis import snapshot_redis
 
 KIND = "redis"

@@ -21,8 +21,7 @@ from blocks.storage.manifest import BackupKeys
 from blocks.storage.stores import Digest, ObjectStore
 from blocks.storage.verify import local_copy
 from feedback_ops.errors import OpsError
-from tasks import QUICK, TRANSFER, step
-from tasks.progress import StepProgress
+from tasks import QUICK, TRANSFER, StepProgress, step
 
 
 @step("dump-database", limit=TRANSFER)

@@ -19,8 +19,7 @@ from blocks.redis.snapshot import SnapshotResult, logical_snapshot, rdb_snapshot
 from blocks.storage.manifest import BackupKeys
 from blocks.storage.stores import Digest, ObjectStore
 from blocks.storage.verify import check_stored, local_copy
-from tasks import QUICK, TRANSFER, step
-from tasks.progress import StepProgress
+from tasks import QUICK, TRANSFER, StepProgress, step
 
 
 @step("snapshot-redis", limit=TRANSFER)
