@@ -27,9 +27,8 @@ from blocks.storage.verify import VerifiedCopy, expected_encryption
 from feedback_ops.errors import OpsError
 from flows.locks import system_lock
 from tasks.catalog import (
-    close_interrupted_backups,
+    clear_interrupted_backups,
     open_catalog,
-    read_running_backups,
     record_backup_end,
     record_backup_start,
 )
@@ -37,7 +36,6 @@ from tasks.storage import (
     check_access,
     remove_backup,
     replicate_backup,
-    sweep_unfinished,
     verify_stored_object,
     write_manifest,
 )
@@ -164,9 +162,9 @@ def take_backup(
 def _clear_what_a_dead_run_left(
     what: BackupOf, ops_db: PostgresDatabase, stores: tuple[ObjectStore, ...]
 ) -> None:
-    interrupted = close_interrupted_backups(ops_db, kind=what.kind, source=what.source)
-    running = {row["id"] for row in read_running_backups(ops_db)}
-    swept = [url for store in stores for url in sweep_unfinished(store, f"{what.kind}/", running)]
+    interrupted, swept = clear_interrupted_backups(
+        ops_db, list(stores), kind=what.kind, source=what.source
+    )
     if interrupted or swept:
         get_run_logger().warning(
             "A %s backup of %s was interrupted before: marked failed %s; removed %s",

@@ -8,6 +8,8 @@ from typing import Any
 
 from blocks.catalog import backups, engine_for, migrate, opened
 from blocks.postgres import PostgresDatabase
+from blocks.storage.manifest import backup_id_of
+from blocks.storage.stores import ObjectStore
 from tasks import QUICK, step
 
 
@@ -102,12 +104,25 @@ def forget_backup(ops_db: PostgresDatabase, backup_id: str) -> None:
         backups.forget(engine, backup_id)
 
 
-@step("close-interrupted-backups", limit=QUICK)
-def close_interrupted_backups(ops_db: PostgresDatabase, *, kind: str, source: str) -> list[str]:
+@step("clear-interrupted-backups", limit=QUICK)
+def clear_interrupted_backups(
+    ops_db: PostgresDatabase, stores: list[ObjectStore], *, kind: str, source: str
+) -> tuple[list[str], list[str]]:
     """Under the source's lock: mark `failed` (interrupted) the records of this kind and
-    source still `running`, which only a run that died leaves; returns their ids."""
+    source still `running`, which only a run that died leaves, then remove the
+    unfinished uploads of this kind whose backup is not running. Returns the ids marked
+    and the URLs removed. One step, as every backup runs it first."""
     with opened(ops_db) as engine:
-        return backups.close_interrupted(engine, kind=kind, source=source, now=datetime.now(UTC))
+        closed = backups.close_interrupted(engine, kind=kind, source=source, now=datetime.now(UTC))
+        running = {row["id"] for row in backups.running(engine)}
+    removed = []
+    for store in stores:
+        for upload in store.unfinished(f"{kind}/"):
+            backup_id = backup_id_of(upload.key)
+            if backup_id is not None and backup_id not in running:
+                store.discard(upload)
+                removed.append(store.url_for(upload.key) + " (unfinished)")
+    return closed, removed
 
 
 @step("read-running-backups", limit=QUICK)

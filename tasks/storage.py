@@ -9,7 +9,6 @@ from typing import Any
 
 from blocks.storage.manifest import (
     BackupKeys,
-    backup_id_of,
     dump_manifest,
     find_manifest,
     load_manifest,
@@ -158,16 +157,3 @@ def find_unfinished(store: ObjectStore, prefix: str = "") -> list[Unfinished]:
     """Uploads below `prefix` that were never finished (`.partial-*` files, open S3
     multipart uploads): a live backup's own, or what a killed run left."""
     return store.unfinished(prefix)
-
-
-@step("sweep-unfinished-uploads", limit=QUICK)
-def sweep_unfinished(store: ObjectStore, prefix: str, running: set[str]) -> list[str]:
-    """Remove the unfinished uploads below `prefix` whose backup is not running any
-    more (a run that died left them); returns the URL of each removed."""
-    removed = []
-    for upload in store.unfinished(prefix):
-        backup_id = backup_id_of(upload.key)
-        if backup_id is not None and backup_id not in running:
-            store.discard(upload)
-            removed.append(store.url_for(upload.key) + " (unfinished)")
-    return removed
