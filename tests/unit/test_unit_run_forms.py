@@ -65,3 +65,16 @@ def test_an_alert_action_is_a_choice() -> None:
 
     assert choices == ["acknowledge", "resolve"]
     assert action["default"] == "acknowledge"
+
+
+def test_every_flows_defaults_pass_the_cli_check() -> None:
+    """`run` checks parameters against each flow's own types before anything starts:
+    every flow's defaults pass it (a flow whose annotations cannot be resolved would
+    fail here, not in an operator's terminal)."""
+    from deployments import flows_by_name
+    from feedback_ops.cli import check_parameters
+
+    required = {"alert-acknowledge": {"dedup_key": "database-backup:platform-postgres"}}
+    for name, flow in flows_by_name().items():
+        given = required.get(name, {})
+        assert check_parameters(flow, given) == given, name
