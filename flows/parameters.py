@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import Field
 
+from blocks.storage.manifest import BACKUP_ID
+
 RestoreJobs = Annotated[int, Field(ge=1, le=16)]
 """Parallel `pg_restore` jobs: at least one, and no more than a 2–16 core server uses."""
 
@@ -21,7 +23,7 @@ AtLeastOne = Annotated[int, Field(ge=1)]
 LockWaitSeconds = Annotated[int, Field(ge=1, le=3600)]
 """Seconds to wait for a table lock: pg_dump takes 0 as "wait forever"."""
 
-BACKUP_ID_PATTERN = r"^(latest|[a-z]+(-[a-z]+)*-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6})$"
+BACKUP_ID_PATTERN = f"^(latest|{BACKUP_ID})$"
 BackupId = Annotated[str, Field(pattern=BACKUP_ID_PATTERN, max_length=80)]
 """`latest`, or an id as backups are named: `database-20270328T010000Z-3fa2c1`."""
 

@@ -154,7 +154,7 @@ class StepProgress:
         self._started = self._last = time.monotonic()
         self._artifact: UUID | None = None
         self._broken = False
-        self._call(lambda: self._create())
+        self._call(self._create)
 
     def _create(self) -> None:
         artifact = create_progress_artifact(progress=0.0, description=f"{self.what}: starting")
@@ -184,11 +184,11 @@ class StepProgress:
                 )
             )
 
-    def _call(self, action: object) -> None:
+    def _call(self, action: Callable[[], object]) -> None:
         if self._broken:
             return
         try:
-            action()  # type: ignore[operator]
+            action()
         except Exception as exc:  # noqa: BLE001 - a progress bar never fails the work
             self._broken = True
             get_logger("feedback_ops.progress").warning("progress not shown: %s", exc)

@@ -93,18 +93,9 @@ def close_interrupted(engine: Engine, *, kind: str, source: str, now: datetime) 
     Called by a backup holding the source's lock: no other live run can be writing
     such a backup then, so a record still `running` belongs to a run that died.
     """
-    with engine.begin() as conn:
-        rows = conn.execute(
-            update(backup_records)
-            .where(
-                backup_records.c.status == "running",
-                backup_records.c.kind == kind,
-                backup_records.c.source == source,
-            )
-            .values(status="failed", finished_at=now, error=INTERRUPTED)
-            .returning(backup_records.c.id)
-        ).all()
-    return [row[0] for row in rows]
+    return _mark_interrupted(
+        engine, now, backup_records.c.kind == kind, backup_records.c.source == source
+    )
 
 
 def running(engine: Engine) -> list[dict[str, Any]]:
@@ -121,13 +112,14 @@ def running(engine: Engine) -> list[dict[str, Any]]:
 def close_stale(engine: Engine, *, started_before: datetime, now: datetime) -> list[str]:
     """Mark `failed` every record `running` since before `started_before`: no backup
     runs that long (its steps' time limits end it first)."""
+    return _mark_interrupted(engine, now, backup_records.c.started_at < started_before)
+
+
+def _mark_interrupted(engine: Engine, now: datetime, *where: Any) -> list[str]:
     with engine.begin() as conn:
         rows = conn.execute(
             update(backup_records)
-            .where(
-                backup_records.c.status == "running",
-                backup_records.c.started_at < started_before,
-            )
+            .where(backup_records.c.status == "running", *where)
             .values(status="failed", finished_at=now, error=INTERRUPTED)
             .returning(backup_records.c.id)
         ).all()

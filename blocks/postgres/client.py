@@ -191,8 +191,13 @@ def engine_for(db: PostgresDatabase) -> Engine:
     )
 
 
-def database_size(db: PostgresDatabase) -> int:
-    """Bytes the database takes on disk now (`pg_database_size`)."""
-    with connect(db) as conn:
-        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+def size_on_disk(conn: psycopg.Connection[Any]) -> int:
+    """Bytes the connection's database takes on disk now (`pg_database_size`)."""
+    row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     return int(row[0]) if row else 0
+
+
+def database_size(db: PostgresDatabase) -> int:
+    """Bytes the database takes on disk now."""
+    with connect(db) as conn:
+        return size_on_disk(conn)

@@ -26,6 +26,7 @@ from blocks.postgres.client import (
     find_pg_tool,
     list_tables,
     server_major,
+    size_on_disk,
 )
 from blocks.storage.stores import HashingReader, ObjectStore
 from blocks.tools import ends_with_parent, tool_version
@@ -93,8 +94,7 @@ def dump_to_store(
         major = server_major(conn)
         server_version = conn.info.parameter_status("server_version") or str(major)
         tables = list_tables(conn)
-        size_row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-        database_bytes = int(size_row[0]) if size_row else 0
+        database_bytes = size_on_disk(conn)
         pg_dump = find_pg_tool("pg_dump", major)
         with tempfile.TemporaryFile() as stderr:
             proc = subprocess.Popen(

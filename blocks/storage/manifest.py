@@ -23,7 +23,9 @@ MANIFEST_SUFFIX = ".manifest.json"
 RetentionClass = Literal["daily", "weekly", "monthly"]
 
 
-_BACKUP_ID = re.compile(r"^[a-z]+(?:-[a-z]+)*-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
+BACKUP_ID = r"[a-z]+(-[a-z]+)*-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}"
+"""The shape of `new_backup_id`'s ids, as a regular expression (no anchors)."""
+_BACKUP_ID = re.compile(f"^{BACKUP_ID}")
 
 
 def backup_id_of(key: str) -> str | None:

@@ -16,7 +16,6 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
@@ -197,7 +196,6 @@ class Unfinished:
 
     key: str
     """The key it would have been stored under."""
-    started_at: datetime
     handle: str
     """What removes it: the file's path or the multipart upload's id."""
 
@@ -367,15 +365,13 @@ class LocalStore(ObjectStore):
 
     def unfinished(self, prefix: str = "") -> list[Unfinished]:
         found = []
-        for temp in self.root.rglob(".*.partial-*") if self.root.is_dir() else ():
+        # Only the prefix's own folder is walked: `database/` is one kind's tree.
+        folder = self.root / prefix.rpartition("/")[0]
+        for temp in folder.rglob(".*.partial-*") if folder.is_dir() else ():
             key = temp.with_name(temp.name[1:].rsplit(".partial-", 1)[0])
             key_text = key.relative_to(self.root).as_posix()
             if key_text.startswith(prefix):
-                try:
-                    mtime = temp.stat().st_mtime
-                except FileNotFoundError:  # finished or removed meanwhile
-                    continue
-                found.append(Unfinished(key_text, datetime.fromtimestamp(mtime, UTC), str(temp)))
+                found.append(Unfinished(key_text, str(temp)))
         return found
 
     def discard(self, upload: Unfinished) -> None:
@@ -554,9 +550,7 @@ class S3Store(ObjectStore):
         with self._errors():
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
                 for upload in page.get("Uploads", []):
-                    found.append(
-                        Unfinished(upload["Key"][strip:], upload["Initiated"], upload["UploadId"])
-                    )
+                    found.append(Unfinished(upload["Key"][strip:], upload["UploadId"]))
         return found
 
     def discard(self, upload: Unfinished) -> None:
