@@ -10,6 +10,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 from feedback_ops.errors import OpsError
 
@@ -63,3 +65,53 @@ def ends_with_parent() -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before the request was made
         os._exit(1)
+
+
+class SilenceWatch:
+    """Stops a tool whose output stops coming.
+
+    A pg_dump that was stopped (SIGSTOP, a frozen container) or waits on a peer that
+    vanished sends nothing, and the read of its pipe would wait out the step's limit of
+    hours while the system's lock stays held. Used as a context manager around the
+    reads; `heard()` is called on every chunk, and after a silence longer than allowed
+    the tool is killed, which ends the read, and `reason` says why.
+    """
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], what: str, seconds: float, first_seconds: float
+    ) -> None:
+        """`seconds` of silence are allowed between chunks, `first_seconds` before the
+        first one (a tool may wait for locks before it writes)."""
+        self._proc = proc
+        self._what = what
+        self._seconds = seconds
+        self._first_seconds = first_seconds
+        self._last = time.monotonic()
+        self._heard = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"{what}-silence", daemon=True)
+        self.reason: str | None = None
+
+    def heard(self) -> None:
+        """The tool sent output just now."""
+        self._last = time.monotonic()
+        self._heard = True
+
+    def __enter__(self) -> SilenceWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(1.0, self._seconds / 4)):
+            allowed = self._seconds if self._heard else self._first_seconds
+            if time.monotonic() - self._last > allowed and self._proc.poll() is None:
+                self.reason = (
+                    f"{self._what} sent nothing for {allowed:g} s (stopped or hung) "
+                    "and was killed"
+                )
+                self._proc.kill()  # delivered to a stopped process too
+                return

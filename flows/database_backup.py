@@ -28,7 +28,7 @@ from flows.backup_steps import (
     take_backup,
 )
 from flows.locks import lock_name
-from flows.parameters import BlockName, LockWaitSeconds
+from flows.parameters import BlockName, LockWaitSeconds, StallSeconds
 from tasks import human_size
 from tasks.postgres import dump_database
 
@@ -50,6 +50,7 @@ def database_backup(
     storage_block: BlockName = BACKUP_STORAGE_BLOCK,
     ops_database_block: BlockName = OPS_DATABASE_BLOCK,
     lock_wait_timeout_seconds: LockWaitSeconds = 300,
+    stall_timeout_seconds: StallSeconds = 600,
     alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
 ) -> BackupResult:
     """Full backup of the platform's PostgreSQL database (runbook: daily at 02:00).
@@ -68,6 +69,9 @@ def database_backup(
             (`ops.backup_records`, alerts).
         lock_wait_timeout_seconds: Seconds pg_dump waits for a table lock held by
             another session before the backup fails (1 to 3600).
+        stall_timeout_seconds: Seconds pg_dump may go without sending a byte before the
+            backup stops it as hung and fails (10 to 3600); before its first byte the
+            lock wait comes on top.
         alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
             SMS and the escalation contacts a failure is reported to.
     """
@@ -82,7 +86,9 @@ def database_backup(
         db = load_block(PostgresDatabase, database_block)
 
         def dump(store: ObjectStore, key: str, previous_size: int | None) -> Produced:
-            result = dump_database(db, store, key, lock_wait_timeout_seconds, previous_size)
+            result = dump_database(
+                db, store, key, lock_wait_timeout_seconds, stall_timeout_seconds, previous_size
+            )
             return Produced(
                 size=result.size,
                 sha256=result.sha256,

@@ -23,6 +23,9 @@ AtLeastOne = Annotated[int, Field(ge=1)]
 LockWaitSeconds = Annotated[int, Field(ge=1, le=3600)]
 """Seconds to wait for a table lock: pg_dump takes 0 as "wait forever"."""
 
+StallSeconds = Annotated[int, Field(ge=10, le=3600)]
+"""Seconds a tool may go without sending a byte before it is stopped as hung."""
+
 BACKUP_ID_PATTERN = f"^(latest|{BACKUP_ID})$"
 BackupId = Annotated[str, Field(pattern=BACKUP_ID_PATTERN, max_length=80)]
 """`latest`, or an id as backups are named: `database-20270328T010000Z-3fa2c1`."""

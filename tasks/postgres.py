@@ -7,7 +7,7 @@ from typing import Any
 
 from blocks.postgres import PostgresDatabase
 from blocks.postgres.client import database_size, table_rows
-from blocks.postgres.dump import DumpResult, dump_to_store
+from blocks.postgres.dump import SILENCE_SECONDS, DumpResult, dump_to_store
 from blocks.postgres.restore import (
     RestoreDrill,
     compare_counts,
@@ -30,14 +30,21 @@ def dump_database(
     store: ObjectStore,
     key: str,
     lock_wait_timeout_seconds: int = 300,
+    stall_timeout_seconds: float = SILENCE_SECONDS,
     expected_size: int | None = None,
 ) -> DumpResult:
     """Stream `pg_dump --format=custom` of `db` into `store` under `key`, with sha256,
     size and exact per-table row counts from the same snapshot; its progress shows in
-    the UI against `expected_size` (the previous backup's)."""
+    the UI against `expected_size` (the previous backup's). A pg_dump silent for
+    `stall_timeout_seconds` is killed and the step fails at once, not at its limit."""
     progress = StepProgress(f"pg_dump of {db.display_name}", expected_size)
     result = dump_to_store(
-        db, store, key, lock_wait_timeout_seconds=lock_wait_timeout_seconds, on_progress=progress
+        db,
+        store,
+        key,
+        lock_wait_timeout_seconds=lock_wait_timeout_seconds,
+        on_progress=progress,
+        silence_seconds=stall_timeout_seconds,
     )
     progress.finish(result.size)
     return result

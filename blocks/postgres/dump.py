@@ -29,11 +29,13 @@ from blocks.postgres.client import (
     size_on_disk,
 )
 from blocks.storage.stores import HashingReader, ObjectStore
-from blocks.tools import ends_with_parent, tool_version
-from feedback_ops.errors import OpsError
+from blocks.tools import SilenceWatch, ends_with_parent, tool_version
+from feedback_ops.errors import OpsError, TimedOut
 
 PG_DUMP_APPLICATION_NAME = "feedback-ops-pg_dump"
 EXIT_WAIT_SECONDS = 60
+# pg_dump writes steadily once it has its locks: ten minutes without a byte is a hang.
+SILENCE_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ def dump_to_store(
     lock_wait_timeout_seconds: int = 300,
     with_row_counts: bool = True,
     on_progress: Callable[[int], None] | None = None,
+    silence_seconds: float = SILENCE_SECONDS,
 ) -> DumpResult:
     """Run `pg_dump --format=custom` and stream its output into `store` under `key`.
 
@@ -74,6 +77,10 @@ def dump_to_store(
     every table in the same snapshot pg_dump reads, on a second thread while the dump
     streams; `on_progress` is told the bytes streamed so far. If pg_dump fails, the
     upload is aborted before anything appears under `key`.
+
+    Raises:
+        TimedOut: pg_dump sent nothing for `silence_seconds` (before its first byte:
+            that plus the lock wait) and was killed.
     """
     started = datetime.now(UTC)
     conn = connect(db, autocommit=True)
@@ -116,12 +123,22 @@ def dump_to_store(
                 counter = _Counter(conn, tables)
                 counter.start()
             assert proc.stdout is not None
+            silence = SilenceWatch(
+                proc, "pg_dump", silence_seconds, silence_seconds + lock_wait_timeout_seconds
+            )
+
+            def heard(size: int) -> None:
+                silence.heard()
+                if on_progress is not None:
+                    on_progress(size)
+
             reader = HashingReader(
                 proc.stdout,
-                on_eof=lambda: _check_exit(proc, stderr, db),
-                on_progress=on_progress,
+                on_eof=lambda: _check_exit(proc, stderr, db, silence),
+                on_progress=heard,
             )
-            store.upload_stream(key, reader)
+            with silence:
+                store.upload_stream(key, reader)
         counts = counter.result() if counter is not None else {}
         digest = reader.digest
     except BaseException:
@@ -149,7 +166,9 @@ def dump_to_store(
     )
 
 
-def _check_exit(proc: subprocess.Popen[bytes], stderr: IO[bytes], db: PostgresDatabase) -> None:
+def _check_exit(
+    proc: subprocess.Popen[bytes], stderr: IO[bytes], db: PostgresDatabase, silence: SilenceWatch
+) -> None:
     try:
         # The output has ended: pg_dump only has its exit left to do.
         code = proc.wait(timeout=EXIT_WAIT_SECONDS)
@@ -157,6 +176,8 @@ def _check_exit(proc: subprocess.Popen[bytes], stderr: IO[bytes], db: PostgresDa
         raise OpsError(
             f"pg_dump did not exit within {EXIT_WAIT_SECONDS} s after its output ended"
         ) from None
+    if silence.reason is not None:
+        raise TimedOut(silence.reason)
     if code != 0:
         stderr.seek(0)
         message = stderr.read().decode("utf-8", "replace") or f"pg_dump exited with {code}"

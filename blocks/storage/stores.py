@@ -323,6 +323,11 @@ class LocalStore(ObjectStore):
                 os.fsync(out.fileno())
             os.replace(temp, final)
             _fsync_dir(final.parent)
+        except OpsError:
+            # The stream's own reason (a producer that failed or timed out: TimedOut is
+            # an OSError too), not the store's.
+            temp.unlink(missing_ok=True)
+            raise
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise self._explain(exc) from None

@@ -1,10 +1,12 @@
 """A hung step fails with one line that names it and its limit, and leaves no lock held:
-a database that accepts connections and never answers, `pg_restore` reading a pipe that
-never delivers, and a step that outlives the limit Prefect holds it to."""
+a database that accepts connections and never answers, a `pg_dump` stopped with SIGSTOP
+mid-stream, `pg_restore` reading a pipe that never delivers, and a step that outlives the
+limit Prefect holds it to."""
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -12,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
+from support.net import wait_until
 from support.receivers import silent_listener
 
 from blocks import PostgresDatabase
+from blocks.postgres.dump import PG_DUMP_APPLICATION_NAME
 from blocks.postgres.restore import restore_file
 from feedback_ops.errors import OpsError, TimedOut
 from flows.database_backup import database_backup
@@ -62,6 +67,65 @@ def test_a_database_that_accepts_and_never_answers_fails_the_dump_and_frees_the_
     assert time.monotonic() - started < 30
     assert active_slots(lock_name("postgres", f"127.0.0.1:{silent_port}:platform")) == 0
     assert list(tmp_path.rglob("*.dump")) == [] and list(tmp_path.rglob("*.json")) == []
+
+
+def stop_pg_dump_once_streaming(store: Path) -> threading.Thread:
+    """SIGSTOP this process's pg_dump as soon as its partial upload has bytes."""
+
+    def stop() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if any(p.stat().st_size for p in store.rglob(".*.partial-*")):
+                for child in psutil.Process().children(recursive=True):
+                    if child.name() == "pg_dump":
+                        child.send_signal(signal.SIGSTOP)
+                        return
+            time.sleep(0.02)
+
+    stopper = threading.Thread(target=stop, daemon=True)
+    stopper.start()
+    return stopper
+
+
+def test_a_stopped_pg_dump_is_killed_after_its_silence_and_leaves_nothing(
+    platform_db: str, tmp_path: Path, save_blocks: Any
+) -> None:
+    with psycopg.connect(platform_db, autocommit=True) as conn:
+        # Enough rows that pg_dump is still streaming when it is stopped.
+        conn.execute(
+            "CREATE TABLE events AS SELECT g AS id, md5(g::text) AS a "
+            "FROM generate_series(1, 1000000) g"
+        )
+    store = tmp_path / "backups"
+    params = save_blocks(DATABASE_URL=platform_db, BACKUP_URL=f"file://{store}")
+    stopper = stop_pg_dump_once_streaming(store)
+
+    state = database_backup(**params, stall_timeout_seconds=10, return_state=True)
+
+    stopper.join(timeout=5)
+    message = failure_of(state)
+    assert message == "dump-database: pg_dump sent nothing for 10 s (stopped or hung) and was killed"
+    children = [p.name() for p in psutil.Process().children(recursive=True)]
+    assert "pg_dump" not in children
+    db = PostgresDatabase.from_url(platform_db)
+    assert active_slots(lock_name("postgres", f"{db.host}:{db.port}:{db.database}")) == 0
+    assert [p for p in store.rglob("*") if p.is_file()] == []
+    with psycopg.connect(platform_db) as conn:
+        assert conn.execute("SELECT status, error FROM ops.backup_records").fetchall() == [
+            ("failed", message)
+        ]
+
+    def pg_dump_sessions() -> int:
+        with psycopg.connect(platform_db) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                (PG_DUMP_APPLICATION_NAME,),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    # pg_dump's session ends with it: nothing goes on holding the tables' locks.
+    wait_until(lambda: pg_dump_sessions() == 0, timeout=10, what="pg_dump's session to end")
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ def bounds(flow_name: str, parameter: str) -> tuple[Any, Any]:
         ("database-restore", "jobs", (1, 16)),
         ("backup-verify", "jobs", (1, 16)),
         ("database-backup", "lock_wait_timeout_seconds", (1, 3600)),
+        ("database-backup", "stall_timeout_seconds", (10, 3600)),
         ("backup-retention", "daily_days", (1, None)),
         ("backup-retention", "weekly_weeks", (1, None)),
         ("backup-retention", "monthly_years", (1, None)),
