@@ -5,12 +5,12 @@ PYTEST_WORKERS ?= 2
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint typecheck pytest install install-dev tools clean
+.PHONY: up test lint typecheck pytest install install-dev tools browser clean
 
 up: install tools
 	$(BIN)/feedback-ops up
 
-test: install-dev tools
+test: install-dev tools browser
 	bash scripts/ensure-test-services.sh
 	$(MAKE) lint
 	@# mypy needs a core for half a minute while pytest mostly waits on servers.
@@ -54,6 +54,13 @@ tools:
 	@command -v redis-cli >/dev/null && command -v redis-check-rdb >/dev/null || { \
 	  echo "installing redis-tools"; \
 	  apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null; }
+
+# Debian's Chromium, for the test that walks the Prefect UI as an operator does
+# (Playwright drives it by its path).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium"; \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

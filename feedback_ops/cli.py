@@ -140,7 +140,10 @@ def _explain_error(error: Any) -> str:
     if error["type"] == "missing":
         return f"{name} is required"
     if error["type"] == "string_pattern_mismatch":
-        why = f"must match {error['ctx']['pattern']}"
+        from flows.parameters import SHAPES
+
+        pattern = error["ctx"]["pattern"]
+        why = f"must be {SHAPES[pattern]}" if pattern in SHAPES else f"must match {pattern}"
     elif error["type"] == "timezone_aware":
         why = "give the time with its offset, e.g. 2026-12-01T02:00:00+01:00"
     else:

@@ -60,7 +60,7 @@ def default_target_name(backup_id: str) -> str:
 def database_restore(
     backup_id: BackupId = "latest",
     before: AwareDatetime | None = None,
-    target_database: DatabaseName | None = None,
+    target_database: DatabaseName = "",
     overwrite: bool = False,
     jobs: RestoreJobs = 4,
     database_block: BlockName = PLATFORM_DATABASE_BLOCK,

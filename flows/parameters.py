@@ -30,10 +30,12 @@ BACKUP_ID_PATTERN = f"^(latest|{BACKUP_ID})$"
 BackupId = Annotated[str, Field(pattern=BACKUP_ID_PATTERN, max_length=80)]
 """`latest`, or an id as backups are named: `database-20270328T010000Z-3fa2c1`."""
 
-DATABASE_NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+# Empty is allowed, meaning "a new database": the UI's form then shows one text box,
+# not a choice between a string and None.
+DATABASE_NAME_PATTERN = r"^([a-z_][a-z0-9_]{0,62})?$"
 DatabaseName = Annotated[str, Field(pattern=DATABASE_NAME_PATTERN)]
 """A PostgreSQL database name that needs no quoting: lower case, digits and `_`, at
-most 63 characters (PostgreSQL's limit), not starting with a digit."""
+most 63 characters (PostgreSQL's limit), not starting with a digit; or empty."""
 
 BLOCK_NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 BlockName = Annotated[str, Field(pattern=BLOCK_NAME_PATTERN, max_length=100)]
@@ -45,3 +47,14 @@ TableName = Annotated[str, Field(pattern=TABLE_NAME_PATTERN)]
 
 Operator = Annotated[str, Field(min_length=1, max_length=100)]
 """Who acts, as the alert's history records it."""
+
+SHAPES = {
+    BACKUP_ID_PATTERN: "a backup id (latest, or <kind>-YYYYMMDDTHHMMSSZ-<6 hex>)",
+    DATABASE_NAME_PATTERN: (
+        "a database name (lower case letters, digits and _, not starting with a digit, "
+        "at most 63 characters) or empty"
+    ),
+    BLOCK_NAME_PATTERN: "a block name (lower case letters and digits, words joined by -)",
+    TABLE_NAME_PATTERN: "a table name, with its schema if needed (public.platform_settings)",
+}
+"""What each pattern accepts, in words: the line `run` answers a mismatch with."""

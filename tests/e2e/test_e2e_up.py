@@ -5,13 +5,16 @@ First the configuration is saved with `feedback-ops config sync`, and a one-off
 started without any database in its environment: it serves the saved configuration.
 The test checks what the UI would show, triggers `database-backup/daily-0200` through
 the REST API, waits for it to complete and checks it backed up the configured database
-(the one-off run changed nothing), then stops `up` with Ctrl-C (SIGINT).
+(the one-off run changed nothing). In a real browser it then walks the restore's run
+form as an operator would: descriptions, a refused target, a restore started there.
+Last, it stops `up` with Ctrl-C (SIGINT).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -23,9 +26,13 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import psutil
+import psycopg
 import pytest
+from playwright.sync_api import Locator, expect
+from support.browser import browser_page
 from support.cli import FEEDBACK_OPS, cli_environment
 from support.net import free_port, port_accepts, wait_until
+from support.platform_schema import planned_counts
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
@@ -55,6 +62,66 @@ def _cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProc
         timeout=300,
         check=False,
     )
+
+
+UI_TARGET = "restored_from_the_ui"
+
+
+def walk_the_restore_form(client: httpx.Client, port: int, log: Path, server: str) -> str:
+    """In a real browser, as an operator: the `database-restore/manual` run form shows
+    every parameter's description, refuses a target database that is not a plain name
+    (and no run is created), then starts a restore into a new database. Returns the
+    restored database's URL (on `server`) once the run has completed."""
+    deployment = _get(client, "/deployments/name/database-restore/manual")
+    properties = deployment["parameter_openapi_schema"]["properties"]
+    ui = f"http://127.0.0.1:{port}"
+    with browser_page() as page:
+        page.goto(f"{ui}/deployments/deployment/{deployment['id']}/run", wait_until="networkidle")
+
+        def field(name: str) -> Locator:
+            return page.locator(".schema-form-property", has_text=f"{name} (Optional)").first
+
+        for name, schema in properties.items():
+            # The description as the form renders its markdown: code spans lose their ticks.
+            shown = " ".join(field(name).inner_text().split())
+            assert " ".join(schema["description"].replace("`", "").split()) in shown, name
+
+        field("target_database").locator("textarea, input").first.fill("x; DROP DATABASE postgres")
+        page.get_by_role("button", name="Submit").click()
+        expect(
+            page.get_by_text("Validation failed for field 'target_database'").first
+        ).to_be_visible()
+        runs = {"deployments": {"id": {"any_": [deployment["id"]]}}}
+        assert _call(client, "POST", "/flow_runs/count", runs) == 0
+
+        field("target_database").locator("textarea, input").first.fill(UI_TARGET)
+        field("jobs").locator("input").first.fill("2")
+        name = page.locator(".schema-form-property, .p-label", has_text="Run Name")
+        run_name = name.locator("input").first.input_value()
+        page.get_by_role("button", name="Submit").click()
+        # The form hands over to the deployment's runs, where the new run is listed.
+        page.wait_for_url(re.compile(r"/deployments/deployment/[0-9a-f-]{36}\?tab=Runs$"))
+        expect(page.get_by_text(run_name).first).to_be_visible()
+
+    [run] = _call(client, "POST", "/flow_runs/filter", runs)
+    run_id = run["id"]
+    assert run["name"] == run_name
+    assert run["deployment_id"] == deployment["id"]
+    assert run["parameters"]["target_database"] == UI_TARGET
+    assert run["parameters"]["jobs"] == 2
+
+    def final_state() -> str | None:
+        state_type = _get(client, f"/flow_runs/{run_id}")["state"]["type"]
+        return state_type if state_type in ("COMPLETED", "FAILED", "CRASHED") else None
+
+    wait_until(lambda: final_state() is not None, timeout=180, what="the restore run")
+    assert final_state() == "COMPLETED", log.read_text()[-3000:]
+    return f"{server}/{UI_TARGET}"
+
+
+def drop_restored(platform_db: str) -> None:
+    with psycopg.connect(platform_db.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {UI_TARGET} WITH (FORCE)")
 
 
 @pytest.mark.e2e
@@ -158,6 +225,10 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
 
             wait_until(lambda: final_state() is not None, timeout=180, what="the flow run")
             assert final_state() == "COMPLETED", (tmp_path / "up.log").read_text()[-3000:]
+
+            restored = walk_the_restore_form(
+                client, port, tmp_path / "up.log", platform_db.rsplit("/", 1)[0]
+            )
         # The served run backed up the configured database, not the one-off run's.
         sources = sorted(
             json.loads(m.read_text())["source"] for m in backups.rglob("*.manifest.json")
@@ -165,6 +236,11 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
         assert sources == sorted(
             f"postgres@127.0.0.1:5432/{url.rsplit('/', 1)[1]}" for url in (platform_db, scratch)
         )
+
+        with psycopg.connect(restored) as conn:
+            assert conn.execute("SELECT count(*) FROM businesses").fetchone() == (
+                planned_counts()["public.businesses"],
+            )
 
         # Ctrl-C: `up` stops serving and stops the server it started.
         os.killpg(up.pid, signal.SIGINT)
@@ -178,6 +254,7 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
             ).fetchall()
         assert rows == [(0,)]
     finally:
+        drop_restored(platform_db)
         if up.poll() is None:
             # The server runs in a session of its own: kill it too, not only `up`.
             for child in psutil.Process(up.pid).children(recursive=True):

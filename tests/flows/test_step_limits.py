@@ -104,7 +104,9 @@ def test_a_stopped_pg_dump_is_killed_after_its_silence_and_leaves_nothing(
 
     stopper.join(timeout=5)
     message = failure_of(state)
-    assert message == "dump-database: pg_dump sent nothing for 10 s (stopped or hung) and was killed"
+    assert message == (
+        "dump-database: pg_dump sent nothing for 10 s (stopped or hung) and was killed"
+    )
     children = [p.name() for p in psutil.Process().children(recursive=True)]
     assert "pg_dump" not in children
     db = PostgresDatabase.from_url(platform_db)

@@ -181,12 +181,13 @@ RESTORE_PARAMETERS = (
         ("jobs=17", "jobs=17: Input should be less than or equal to 16"),
         (
             "target_database=x; DROP DATABASE postgres",
-            "target_database='x; DROP DATABASE postgres': must match ^[a-z_][a-z0-9_]{0,62}$",
+            "target_database='x; DROP DATABASE postgres': must be a database name (lower case "
+            "letters, digits and _, not starting with a digit, at most 63 characters) or empty",
         ),
         (
             "backup_id=../../etc/passwd",
-            "backup_id='../../etc/passwd': must match "
-            "^(latest|[a-z]+(-[a-z]+)*-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6})$",
+            "backup_id='../../etc/passwd': must be a backup id "
+            "(latest, or <kind>-YYYYMMDDTHHMMSSZ-<6 hex>)",
         ),
         (
             "before=notadate",
@@ -199,7 +200,8 @@ RESTORE_PARAMETERS = (
         ),
         (
             "database_block=../other",
-            "database_block='../other': must match ^[a-z0-9]+(-[a-z0-9]+)*$",
+            "database_block='../other': must be a block name "
+            "(lower case letters and digits, words joined by -)",
         ),
         ("nope=1", None),
     ],
