@@ -110,8 +110,7 @@ class SilenceWatch:
             allowed = self._seconds if self._heard else self._first_seconds
             if time.monotonic() - self._last > allowed and self._proc.poll() is None:
                 self.reason = (
-                    f"{self._what} sent nothing for {allowed:g} s (stopped or hung) "
-                    "and was killed"
+                    f"{self._what} sent nothing for {allowed:g} s (stopped or hung) and was killed"
                 )
                 self._proc.kill()  # delivered to a stopped process too
                 return
