@@ -143,14 +143,22 @@ def human_size(size: float) -> str:
 
 
 class StepProgress:
-    """The progress bar of one step: `done` bytes against an `expected` total.
+    """The progress bar of one step: `done` bytes (or keys) against an `expected` total.
 
     Without an expected total (nothing to estimate it from) the bar stays at 0 and its
     description says how much is done; it reaches 100 when the step finishes.
     """
 
-    def __init__(self, what: str, expected: int | None, every: float = UPDATE_SECONDS) -> None:
+    def __init__(
+        self,
+        what: str,
+        expected: int | None,
+        every: float = UPDATE_SECONDS,
+        amount: Callable[[float], str] | None = None,
+    ) -> None:
+        """`amount` says how much a count is (`human_size` of bytes by default)."""
         self.what, self.expected, self.every = what, expected or None, every
+        self._amount = amount or human_size
         self._started = self._last = time.monotonic()
         self._artifact: UUID | None = None
         self._broken = False
@@ -161,19 +169,19 @@ class StepProgress:
         self._artifact = artifact if isinstance(artifact, UUID) else None
 
     def __call__(self, done: int) -> None:
-        """Report `done` bytes; the artifact is updated only every `every` seconds."""
+        """Report `done` so far; the artifact is updated only every `every` seconds."""
         now = time.monotonic()
         if now - self._last < self.every:
             return
         self._last = now
         percent = min(99.0, 100.0 * done / self.expected) if self.expected else 0.0
-        of = f" of about {human_size(self.expected)}" if self.expected else ""
-        self._update(percent, f"{self.what}: {human_size(done)}{of}, {now - self._started:.0f} s")
+        of = f" of about {self._amount(self.expected)}" if self.expected else ""
+        self._update(percent, f"{self.what}: {self._amount(done)}{of}, {now - self._started:.0f} s")
 
     def finish(self, done: int) -> None:
         """The step finished: the bar at 100 with what it did."""
         took = time.monotonic() - self._started
-        self._update(100.0, f"{self.what}: {human_size(done)} in {took:.1f} s")
+        self._update(100.0, f"{self.what}: {self._amount(done)} in {took:.1f} s")
 
     def _update(self, percent: float, description: str) -> None:
         artifact = self._artifact

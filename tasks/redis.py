@@ -54,19 +54,32 @@ def empty_server(server: RedisServer) -> None:
 def load_snapshot(
     store: ObjectStore, keys: BackupKeys, manifest: dict[str, Any], target: RedisServer
 ) -> tuple[str, Applied | None]:
-    """Load the snapshot into the (empty or emptied) target; returns how, and what a
-    DUMP/RESTORE replay wrote (None when the server loaded the RDB file itself)."""
+    """Load the snapshot into the (empty or emptied) target, its progress in keys shown
+    in the UI; returns how, and what a DUMP/RESTORE replay wrote (None when the server
+    loaded the RDB file itself)."""
     expected = Digest(int(manifest["size"]), str(manifest["sha256"]))
+    total = sum(int(c["keys"]) for c in manifest["databases"].values())
+    progress = StepProgress(
+        f"restore of {manifest['id']} into {target.display_name}", total, amount=_keys
+    )
     if manifest["format"] == CONTENT_FORMAT:
         # The sha256 is checked before anything is written: read back first.
         check_stored(store, keys.object, expected)
-        return "RESTORE … REPLACE", restore_stream(target, store.read_chunks(keys.object))
+        applied = restore_stream(target, store.read_chunks(keys.object), progress)
+        progress.finish(total)
+        return "RESTORE … REPLACE", applied
     with local_copy(store, keys.object, expected) as rdb_file:
         if target.self_hosted:
             replace_self_hosted(target, rdb_file)
+            progress.finish(total)
             return f"runbook: stop, copy into {target.data_dir}, start", None
         with temporary_server(rdb_file) as loaded:
-            copy_server(loaded, target)
+            copy_server(loaded, target, progress)
+        progress.finish(total)
         # The temporary server dropped what had expired when it loaded the file, as a
         # server loading it itself would: the counts are checked the same way.
         return "temporary redis-server, then DUMP/RESTORE", None
+
+
+def _keys(count: float) -> str:
+    return f"{int(count)} keys"

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +59,15 @@ def flush_all(server: RedisServer) -> None:
         client.flushall()
 
 
-def restore_stream(target: RedisServer, chunks: Iterable[bytes]) -> Applied:
-    """Replay a logical snapshot's bytes into `target`, batch by batch."""
+def restore_stream(
+    target: RedisServer,
+    chunks: Iterable[bytes],
+    on_progress: Callable[[int], None] | None = None,
+) -> Applied:
+    """Replay a logical snapshot's bytes into `target`, batch by batch; `on_progress`
+    is told the keys written or skipped as expired so far, after every batch."""
     applied = Applied()
+    done = 0
     clients: dict[int, redis.Redis] = {}
     try:
         with redis_errors(target):
@@ -81,6 +87,9 @@ def restore_stream(target: RedisServer, chunks: Iterable[bytes]) -> Applied:
                 if sent:
                     roundtrip(client, b"".join(commands), sent)
                 applied.restored[db] = applied.restored.get(db, 0) + sent
+                done += len(batch)
+                if on_progress is not None:
+                    on_progress(done)
     finally:
         for client in clients.values():
             client.close()
@@ -174,9 +183,13 @@ def wait_until_loaded(
     )
 
 
-def copy_server(source: RedisServer, target: RedisServer) -> Applied:
+def copy_server(
+    source: RedisServer,
+    target: RedisServer,
+    on_progress: Callable[[int], None] | None = None,
+) -> Applied:
     """Copy every key of `source` into `target` with DUMP and RESTORE, streaming."""
-    return restore_stream(target, logical_chunks(source))
+    return restore_stream(target, logical_chunks(source), on_progress)
 
 
 def replace_self_hosted(target: RedisServer, rdb_file: Path) -> None:

@@ -16,12 +16,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterKey,
-    FlowRunFilter,
-    FlowRunFilterId,
     LogFilter,
     LogFilterFlowRunId,
 )
 from support import s3
+from support.artifacts import progress_bars
 from support.net import wait_until
 from support.pgcompare import fingerprint
 
@@ -400,18 +399,10 @@ def test_backup_and_restore_show_their_progress(
     restored = database_restore(backup_id=second.backup_id, **restore_params, return_state=True)
     assert restored.is_completed()
 
-    def progress_of(run_id: Any) -> list[Any]:
-        with get_client(sync_client=True) as client:
-            found = client.read_artifacts(
-                artifact_filter=ArtifactFilter(type={"any_": ["progress"]}),
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
-            )
-        return list(found)
-
-    [dump_bar] = progress_of(state.state_details.flow_run_id)
+    [dump_bar] = progress_bars(state.state_details.flow_run_id)
     assert dump_bar.data == 100.0
     assert dump_bar.description.startswith("pg_dump of postgres@127.0.0.1:5432/")
     assert " in " in dump_bar.description and "B" in dump_bar.description
-    [restore_bar] = progress_of(restored.state_details.flow_run_id)
+    [restore_bar] = progress_bars(restored.state_details.flow_run_id)
     assert restore_bar.data == 100.0
     assert restore_bar.description.startswith(f"restore of {second.backup_id}: ")

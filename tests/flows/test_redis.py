@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from support.artifacts import progress_bars
 from support.redis_server import RedisProcess, dumps, fill, redis_server, values
 
 from blocks.redis import RedisServer
@@ -113,8 +114,19 @@ def test_logical_snapshot_restores_100k_keys_of_every_type_identically(
     assert status == ("completed", "redis")
 
     target = save_blocks(REDIS_URL=empty_target.url)["redis_block"]
-    result = redis_restore(
-        backup_id=snap.backup_id, target_block=target, storage_block=params["storage_block"]
+    state = redis_restore(
+        backup_id=snap.backup_id,
+        target_block=target,
+        storage_block=params["storage_block"],
+        return_state=True,
+    )
+    result = state.result()
+    # The restore's progress, in keys: at 100 once done, saying how many.
+    [bar] = progress_bars(state.state_details.flow_run_id)
+    assert bar.data == 100.0
+    assert bar.description.startswith(
+        f"restore of {snap.backup_id} into {RedisServer.from_url(empty_target.url).display_name}: "
+        f"{KEYS} keys in "
     )
     assert result.keys_per_database == {f"db{db}": n for db, n in per_db.items()}
     assert result.expired_since_snapshot == 0
