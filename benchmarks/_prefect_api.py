@@ -28,11 +28,18 @@ def prefect_api() -> Iterator[None]:
 def save_blocks(env: Mapping[str, str]) -> dict[str, str]:
     """Save the blocks `env` describes under names of this process's own; returns each
     block's default name mapped to the name it was saved under."""
+    from prefect.exceptions import ObjectAlreadyExists
+
     from feedback_ops.config import blocks_from_env
 
     prefix = f"bench-{os.getpid()}"
     names = {}
     for name, block in blocks_from_env(env).items():
-        block.save(f"{prefix}-{name}", overwrite=True)
+        try:
+            block.save(f"{prefix}-{name}", overwrite=True)
+        except ObjectAlreadyExists:
+            # Workers started side by side on one server race to register a block
+            # type; the loser finds it registered on its second try.
+            block.save(f"{prefix}-{name}", overwrite=True)
         names[name] = f"{prefix}-{name}"
     return names

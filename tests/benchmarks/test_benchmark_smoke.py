@@ -77,3 +77,33 @@ def test_redis_snapshot_benchmark_runs_and_prints_its_ratios(
         assert ratio and float(ratio.group(1)) > 0, out.stdout
         assert rss and int(rss.group(1)) > 0, out.stdout
     assert list(tmp_path.iterdir()) == []  # its temporary folder is gone
+
+
+@pytest.mark.timeout(120)
+def test_progress_cost_benchmark_prints_both_shares(
+    pg_admin_url: str, prefect_api_url: str
+) -> None:
+    """A short run: every figure printed, both shares a percentage."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "progress_cost.py"),
+            "--chunk-calls",
+            "1000",
+            "--updates",
+            "3",
+            "--admin-url",
+            pg_admin_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env=os.environ | {"PREFECT_API_URL": prefect_api_url},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    for figure in ("per chunk call", "per API update", "per size query"):
+        assert re.search(rf"{figure}:\s+[\d.]+ (ns|ms)", out.stdout), out.stdout
+    for step in (r"dump at 200 MB/s", "database restore"):
+        share = re.search(rf"{step}:\s+([\d.]+) % of its time", out.stdout)
+        assert share and 0 < float(share.group(1)) < 100, out.stdout
