@@ -20,6 +20,7 @@ from flows.backups_resync import backups_resync
 from flows.config_backup import app_config_backup, pos_config_backup
 from flows.database_backup import database_backup
 from flows.database_restore import database_restore
+from flows.parameters import TITLES
 from flows.redis_restore import redis_restore
 from flows.redis_snapshot import redis_snapshot
 
@@ -45,7 +46,8 @@ class DeploymentSpec:
         return f"{self.flow_name}/{self.name}"
 
     def to_runner(self) -> RunnerDeployment:
-        """The deployment `serve()` registers, never paused on start."""
+        """The deployment `serve()` registers, never paused on start, its form's fields
+        labelled for operators (`flows.parameters.TITLES`)."""
         deployment = self.flow.to_deployment(
             name=self.name,
             schedules=list(self.schedules),
@@ -55,6 +57,8 @@ class DeploymentSpec:
             entrypoint_type=EntrypointType.MODULE_PATH,
         )
         assert isinstance(deployment, RunnerDeployment)
+        for name, prop in deployment._parameter_openapi_schema.properties.items():
+            prop["title"] = TITLES.get(name, name)
         return deployment
 
 

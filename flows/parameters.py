@@ -58,3 +58,33 @@ SHAPES = {
     TABLE_NAME_PATTERN: "a table name, with its schema if needed (public.platform_settings)",
 }
 """What each pattern accepts, in words: the line `run` answers a mismatch with."""
+
+TITLES = {
+    "database_block": "Platform database (block name)",
+    "ops_database_block": "Ops catalog database (block name)",
+    "redis_block": "Platform Redis (block name)",
+    "target_block": "Redis to restore into (block name)",
+    "storage_block": "Backup storage (block name)",
+    "alert_channels_block": "Alert channels (block name)",
+    "providers_block": "POS providers (block name)",
+    "key_block": "Config backup key (block name)",
+    "backup_id": "Backup id",
+    "before": "Newest backup before",
+    "target_database": "Database to restore into",
+    "overwrite": "Overwrite a target that holds data",
+    "jobs": "Parallel restore jobs",
+    "lock_wait_timeout_seconds": "Table lock wait (seconds)",
+    "stall_timeout_seconds": "Silence before a dump counts as hung (seconds)",
+    "config_tables": "Configuration tables",
+    "dry_run": "Dry run (report only)",
+    "daily_days": "Keep daily backups (days)",
+    "weekly_weeks": "Keep weekly backups (weeks)",
+    "monthly_years": "Keep monthly backups (years)",
+    "as_of": "As of",
+    "dedup_key": "Alert dedup key",
+    "action": "Action",
+    "by": "Who acts",
+}
+"""The label of each parameter in the UI's run form. Prefect titles every schema field
+with the parameter's own name (`ops_database_block`); the deployments replace it with
+these when they are registered (see `deployments.DeploymentSpec.to_runner`)."""

@@ -79,7 +79,9 @@ def walk_the_restore_form(client: httpx.Client, port: int, log: Path, server: st
         page.goto(f"{ui}/deployments/deployment/{deployment['id']}/run", wait_until="networkidle")
 
         def field(name: str) -> Locator:
-            return page.locator(".schema-form-property", has_text=f"{name} (Optional)").first
+            # Labelled by its title: words an operator reads, not the parameter's name.
+            label = f"{properties[name]['title']} (Optional)"
+            return page.locator(".schema-form-property", has_text=label).first
 
         for name, schema in properties.items():
             # The description as the form renders its markdown: code spans lose their ticks.

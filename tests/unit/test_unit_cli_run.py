@@ -301,3 +301,64 @@ def test_ctrl_c_of_a_run_waiting_for_its_lock_answers_and_exits(
     with system_lock(lock, timeout_seconds=10):
         assert time.monotonic() - started < 5
     assert not list(tmp_path.glob("backups/**/*.dump"))
+
+
+def test_two_backups_of_one_database_started_at_once_take_turns_and_both_complete(
+    prefect_api_url: str, platform_db: str, tmp_path: Path
+) -> None:
+    """Two `run database-backup` processes at the same moment: one waits for the other's
+    lock and says so, then both finish with backups of their own.
+
+    A session holding a table lock keeps whichever run dumps first inside its lock until
+    the other has said it waits, so the two overlap however the processes start.
+    """
+    backups = tmp_path / "backups"
+    lock = lock_name("postgres", f"127.0.0.1:5432:{platform_db.rsplit('/', 1)[1]}")
+    logs = [tmp_path / f"run-{n}.log" for n in (1, 2)]
+    runs = []
+    with psycopg.connect(platform_db) as blocker:
+        blocker.execute("LOCK TABLE businesses IN ACCESS EXCLUSIVE MODE")
+        for n, log in enumerate(logs, 1):
+            environ = cli_environment(
+                tmp_path / f"state-{n}",
+                PREFECT_API_URL=prefect_api_url,
+                DATABASE_URL=platform_db,
+                BACKUP_URL=f"file://{backups}",
+            )
+            with open(log, "wb") as stderr:
+                runs.append(
+                    subprocess.Popen(
+                        [str(FEEDBACK_OPS), "run", "database-backup", "--json"],
+                        env=environ,
+                        cwd=tmp_path,
+                        stdout=subprocess.PIPE,
+                        stderr=stderr,
+                    )
+                )
+        wait_until(
+            lambda: any(f"waiting for the lock {lock}" in log.read_text() for log in logs),
+            timeout=120,
+            what="one run to say it waits for the other's lock",
+        )
+        blocker.rollback()
+    answers = []
+    for run, log in zip(runs, logs, strict=True):
+        out, _ = run.communicate(timeout=240)
+        assert run.returncode == 0, log.read_text()[-2000:]
+        answers.append(json.loads(out))
+
+    assert [a["state"] for a in answers] == ["Completed", "Completed"]
+    ids = {a["result"]["backup_id"] for a in answers}
+    assert len(ids) == 2
+    for answer in answers:
+        (location,) = answer["result"]["locations"]
+        dump = Path(location.removeprefix("file://"))
+        assert dump.stat().st_size == answer["result"]["size"] > 0
+    waited = [text for log in logs if f"waiting for the lock {lock}" in (text := log.read_text())]
+    assert len(waited) == 1, "exactly one of the two waited for the other"
+    assert f"took the lock {lock} after " in waited[0]
+    with psycopg.connect(platform_db) as conn:
+        rows = conn.execute(
+            "SELECT id, status FROM ops.backup_records WHERE id = ANY(%s)", (list(ids),)
+        ).fetchall()
+    assert sorted(rows) == sorted((i, "completed") for i in ids)

@@ -9,14 +9,19 @@ import pytest
 from prefect.utilities.callables import parameter_schema
 
 from deployments import DeploymentSpec, all_deployments
+from flows.parameters import TITLES
 
 SPECS = all_deployments()
 
 
 def form_of(spec: DeploymentSpec) -> dict[str, Any]:
-    """The schema the deployment is registered with (what the UI's form is made from)."""
+    """The schema the deployment is registered with (what the UI's form is made from):
+    the flow's own, but for the fields' titles."""
     schema: dict[str, Any] = spec.to_runner()._parameter_openapi_schema.model_dump()
-    assert schema == parameter_schema(spec.flow).model_dump()
+    flows_own = parameter_schema(spec.flow).model_dump()
+    for name, prop in flows_own["properties"].items():
+        prop["title"] = schema["properties"][name]["title"]
+    assert schema == flows_own
     return schema
 
 
@@ -28,6 +33,14 @@ def test_every_parameter_has_a_description(spec: DeploymentSpec) -> None:
     for name, prop in properties.items():
         description = prop.get("description") or ""
         assert len(description.split()) >= 4, f"{spec.full_name}: {name} has no description"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.full_name for s in SPECS])
+def test_every_field_has_a_title_for_operators(spec: DeploymentSpec) -> None:
+    """The form's label is the field's title: words, not the parameter's own name."""
+    for name, prop in form_of(spec)["properties"].items():
+        assert prop["title"] == TITLES[name], f"{spec.full_name}: {name} has no title"
+        assert "_" not in prop["title"] and prop["title"][0].isupper(), prop["title"]
 
 
 def test_the_parameters_of_every_deployment_are_counted() -> None:
