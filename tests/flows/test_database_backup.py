@@ -19,7 +19,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
-from support import s3
+from support import pg, s3
 from support.artifacts import progress_bars
 from support.net import wait_until
 from support.pgcompare import fingerprint
@@ -396,8 +396,16 @@ def test_backup_and_restore_show_their_progress(
     state = database_backup(**params, return_state=True)
     second = state.result()
     restore_params = {k: params[k] for k in ("database_block", "storage_block")}
-    restored = database_restore(backup_id=second.backup_id, **restore_params, return_state=True)
-    assert restored.is_completed()
+    try:
+        restored = database_restore(
+            backup_id=second.backup_id,
+            target_database="restore_progress",
+            **restore_params,
+            return_state=True,
+        )
+        assert restored.is_completed()
+    finally:
+        pg.drop_database(pg_admin_url, "restore_progress")
 
     [dump_bar] = progress_bars(state.state_details.flow_run_id)
     assert dump_bar.data == 100.0
