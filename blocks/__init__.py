@@ -2,8 +2,9 @@
 
 One module or package per system: `postgres`, `catalog` (the ops catalog in
 PostgreSQL), `redis`, `storage`, `channels` (Slack, email, PagerDuty, SMS), `pos`
-(Square, Shopify, Zettle) and `encryption` (the configuration backup key). A block
-imports only `policy` and the errors module, never tasks or flows.
+(Square, Shopify, Zettle), `gateway` (the platform's API gateway) and `encryption`
+(the configuration backup key). A block imports only `policy` and the errors module,
+never tasks or flows.
 """
 
 from collections.abc import Iterator, Mapping
@@ -21,6 +22,7 @@ from blocks.channels import (
     SmsAlerts,
 )
 from blocks.encryption import ConfigBackupKey
+from blocks.gateway import PlatformGateway
 from blocks.pos import PosProviders
 from blocks.postgres import PostgresDatabase
 from blocks.redis import RedisServer
@@ -67,6 +69,7 @@ __all__ = [
     "EmailAlerts",
     "EscalationContacts",
     "PagerDutyAlerts",
+    "PlatformGateway",
     "PosProviders",
     "PostgresDatabase",
     "RedisServer",

@@ -30,6 +30,7 @@ from blocks import (
     EmailAlerts,
     EscalationContacts,
     PagerDutyAlerts,
+    PlatformGateway,
     PosProviders,
     PostgresDatabase,
     RedisServer,
@@ -44,6 +45,7 @@ from blocks.names import (
     CONFIG_KEY_BLOCK,
     CONTACTS_BLOCK,
     EMAIL_BLOCK,
+    GATEWAY_BLOCK,
     OPS_DATABASE_BLOCK,
     PAGERDUTY_BLOCK,
     PLATFORM_DATABASE_BLOCK,
@@ -87,6 +89,7 @@ BLOCK_SPECS: tuple[BlockSpec, ...] = (
     BlockSpec(OPS_DATABASE_BLOCK, PostgresDatabase, lambda env: PostgresDatabase()),
     BlockSpec(REDIS_BLOCK, RedisServer, lambda env: RedisServer()),
     BlockSpec(POS_PROVIDERS_BLOCK, PosProviders, lambda env: PosProviders()),
+    BlockSpec(GATEWAY_BLOCK, PlatformGateway, lambda env: PlatformGateway()),
     BlockSpec(CONFIG_KEY_BLOCK, ConfigBackupKey, lambda env: ConfigBackupKey()),
     BlockSpec(
         BACKUP_STORAGE_BLOCK,

@@ -23,6 +23,7 @@ from blocks.names import (
     CONFIG_KEY_BLOCK,
     CONTACTS_BLOCK,
     EMAIL_BLOCK,
+    GATEWAY_BLOCK,
     OPS_DATABASE_BLOCK,
     PAGERDUTY_BLOCK,
     PLATFORM_DATABASE_BLOCK,
@@ -94,6 +95,7 @@ _DATABASES = "The platform's databases"
 _REDIS = "The platform's Redis (the cache)"
 _CONFIG_KEY = "Configuration backups"
 _POS = "POS providers (read by pos-config-backup; each is skipped until configured)"
+_GATEWAY = "The platform gateway (health checks and its admin API)"
 _STORAGE = "Backup storage"
 _ALERTS = "Alert channels (each is off until its variables are set)"
 _LOCAL = "This machine"
@@ -273,6 +275,28 @@ SETTINGS: tuple[Setting, ...] = (
         "https://pusher.izettle.com",
         "Zettle Pusher API base URL.",
         _POS,
+    ),
+    Setting(
+        "GATEWAY_URL",
+        GATEWAY_BLOCK,
+        "url",
+        Kind.TEXT,
+        "",
+        "Base URL of the platform's API gateway (`/health`, `/pos/health/…`, `/admin/…`); "
+        "unset: nothing that needs the gateway can run, and says so.",
+        _GATEWAY,
+        example="https://api.ai-feedback.se",
+    ),
+    Setting(
+        "GATEWAY_ADMIN_TOKEN",
+        GATEWAY_BLOCK,
+        "admin_token",
+        Kind.SECRET,
+        "",
+        "Bearer token of the gateway's admin API (failover, maintenance, disaster "
+        "recovery); the health checks need none.",
+        _GATEWAY,
+        secret=True,
     ),
     Setting(
         "BACKUP_URL",

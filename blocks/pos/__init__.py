@@ -8,6 +8,9 @@ from typing import ClassVar
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, SecretStr
 
+PROVIDERS = ("square", "shopify", "zettle")
+"""The POS providers the platform integrates, by the names its gateway uses."""
+
 
 class PosProviders(Block):
     """Credentials for the POS providers' APIs, to read what each has configured.

@@ -436,6 +436,8 @@ def test_app_bundle_holds_blocks_deployments_and_tables_with_secrets_sealed(
         "ZETTLE_API_KEY": f"zk-{secrets.token_hex(12)}",
         "AWS_SECRET_ACCESS_KEY": f"aws-{secrets.token_hex(12)}",
         "SLACK_WEBHOOK_URL": f"https://hooks.slack.com/services/T0/B0/{secrets.token_hex(12)}",
+        "GATEWAY_URL": "https://api.ai-feedback.se",
+        "GATEWAY_ADMIN_TOKEN": f"gw-{secrets.token_hex(12)}",
     }
     params = config_params(save_blocks, EVERY_BLOCK, **env)
     prefix = params["database_block"].removesuffix("platform-postgres")
@@ -476,6 +478,7 @@ def test_app_bundle_holds_blocks_deployments_and_tables_with_secrets_sealed(
             "ops-postgres",
             "platform-redis",
             "pos-providers",
+            "platform-gateway",
             "config-backup-key",
             "backup-storage",
             "slack-alerts",
@@ -492,6 +495,7 @@ def test_app_bundle_holds_blocks_deployments_and_tables_with_secrets_sealed(
         ("config-backup-key", "key"): key_text,
         ("backup-storage", "aws_secret_access_key"): env["AWS_SECRET_ACCESS_KEY"],
         ("slack-alerts", "webhook_url"): env["SLACK_WEBHOOK_URL"],
+        ("platform-gateway", "admin_token"): env["GATEWAY_ADMIN_TOKEN"],
     }
     for (block, field), value in expected_secrets.items():
         name = f"{prefix}{block}"

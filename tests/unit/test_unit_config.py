@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from blocks import AlertChannels, BackupStorage, PostgresDatabase
+from blocks import AlertChannels, BackupStorage, PlatformGateway, PostgresDatabase
 from blocks.names import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK, PLATFORM_DATABASE_BLOCK
 from feedback_ops.config import blocks_from_env
 from feedback_ops.errors import ConfigError
@@ -53,6 +53,7 @@ def test_defaults(tmp_path: Path) -> None:
         "backup-storage",
         "escalation-contacts",
         "pos-providers",
+        "platform-gateway",
         "config-backup-key",
         "alert-channels",
     }
@@ -67,6 +68,9 @@ def test_defaults(tmp_path: Path) -> None:
             "postgres",
         )
         assert db.password is None
+    gateway = blocks["platform-gateway"]
+    assert isinstance(gateway, PlatformGateway)
+    assert (gateway.url, gateway.admin_token) == (None, None)
     backups = storage(blocks)
     assert backups.url == f"file://{tmp_path / 'backups'}"
     assert backups.replica_urls == []

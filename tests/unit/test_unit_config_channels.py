@@ -22,6 +22,7 @@ def test_no_channel_variables_means_no_channel_blocks() -> None:
         "backup-storage",
         "escalation-contacts",
         "pos-providers",
+        "platform-gateway",
         "config-backup-key",
         "alert-channels",
     }
