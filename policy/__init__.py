@@ -1,7 +1,8 @@
 """Operations policy of the AI Feedback Platform: plain Python, no Prefect, no I/O.
 
 The Swedish holiday calendar, business periods, response and escalation matrices,
-maintenance windows and key-metric thresholds of the production operations runbook.
+maintenance windows, key-metric thresholds and the damping of POS endpoint states
+(`policy.pos_health`) of the production operations runbook.
 Every time-based function takes a timezone-aware datetime; nothing reads the clock.
 """
 
