@@ -1,8 +1,9 @@
 """The ops catalog: schema `ops` in a PostgreSQL database (block `ops-postgres`).
 
-`schema` declares its tables once and migrates a database to them; `backups` and
-`alerts` hold the queries on `ops.backup_records` and on `ops.alerts` with
-`ops.alert_deliveries`. `opened(db)` is the way in: a migrated engine, disposed of
+`schema` declares its tables once and migrates a database to them; `backups`,
+`alerts` and `pos_health` hold the queries on `ops.backup_records`, on `ops.alerts`
+with `ops.alert_deliveries`, and on `ops.pos_health_checks` with
+`ops.pos_endpoint_states`. `opened(db)` is the way in: a migrated engine, disposed of
 on leaving.
 """
 

@@ -133,6 +133,35 @@ alert_deliveries = Table(
     Index("alert_deliveries_alert", "alert_id", "at"),
 )
 
+pos_health_checks = Table(
+    "pos_health_checks",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("sweep_id", Text, nullable=False),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+    Column("provider", Text, nullable=False),
+    # gateway, primary, secondary, token, subscriptions or merchants
+    Column("target", Text, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("http_status", Integer),
+    Column("connect_ms", Double),
+    Column("total_ms", Double),
+    Column("detail", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    Column("error", Text),
+    Index("pos_health_checks_by_target", "provider", "target", "checked_at"),
+)
+
+pos_endpoint_states = Table(
+    "pos_endpoint_states",
+    metadata,
+    Column("provider", Text, primary_key=True),
+    Column("endpoint", Text, primary_key=True),
+    Column("state", Text, CheckConstraint("state IN ('up', 'down')"), nullable=False),
+    Column("since", DateTime(timezone=True)),
+    Column("against", Integer, nullable=False, server_default=text("0")),
+    Column("last_sweep_at", DateTime(timezone=True), nullable=False),
+)
+
 
 def migrate(engine: Engine, db: PostgresDatabase) -> list[str]:
     """Bring schema `ops` to the tables above; returns what was created, e.g.

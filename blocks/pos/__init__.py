@@ -1,5 +1,6 @@
 """The POS providers: the block (where Square, Shopify and Zettle are, how to log in) and
-the clients that read what each has configured (`webhooks`)."""
+the clients that read what each has configured (`webhooks`) and how each answers
+(`probes`)."""
 
 from __future__ import annotations
 

@@ -57,6 +57,8 @@ def test_a_new_database_gets_every_table_then_nothing_more(db_factory: Callable[
         "table ops.alert_deliveries",
         "table ops.alerts",
         "table ops.backup_records",
+        "table ops.pos_endpoint_states",
+        "table ops.pos_health_checks",
     ]
     assert "verify_status" in columns(url, "backup_records")
     assert run_migrate(url) == []
@@ -79,6 +81,8 @@ def test_a_first_release_catalog_gains_the_new_columns_tables_and_keeps_its_rows
         "index ops.backup_records_kind_created",
         "table ops.alert_deliveries",
         "table ops.alerts",
+        "table ops.pos_endpoint_states",
+        "table ops.pos_health_checks",
     ]
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT id, verify_status FROM ops.backup_records").fetchall() == [

@@ -16,8 +16,15 @@ error shapes, under one path prefix per provider so that a single base URL serve
   with that token lists 2 Pusher subscriptions, each with its `signingKey`. A wrong
   client id or API key gets OAuth's 400 `invalid_grant`; an unknown access token 401.
 
+The health probes' calls are served too: Square `GET /v2/locations` and `POST
+/oauth2/token/status` (`expires_at` from `square_expires_at`), Shopify `GET
+/admin/api/<version>/shop.json` with `X-Shopify-Shop-Api-Call-Limit`,
+`X-Shopify-API-Version` (a version it no longer serves is answered in the oldest it
+does, as Shopify does) and, when set, `X-Shopify-API-Deprecated-Reason`, and Zettle
+`GET /zettle-oauth/users/me` with an issued access token.
+
 Every request is recorded (method, path, query, headers, form), and `fail` scripts
-503/429 answers in each provider's own error shape.
+503/429 answers in each provider's own error shape, or a proxy's HTML page.
 """
 
 from __future__ import annotations
@@ -144,6 +151,16 @@ ZETTLE_SUBSCRIPTIONS: list[dict[str, Any]] = [
     },
 ]
 
+SQUARE_TOKEN_EXPIRES_AT = "2027-04-09T09:00:00Z"
+SQUARE_MERCHANT_ID = "ML2V7M0Q6XRWT"
+SQUARE_LOCATIONS = [
+    {"id": "L8J9Q1WZ5TBR3", "name": "Kafé Centralen", "status": "ACTIVE", "country": "SE"},
+    {"id": "L2M4N6P8R0S1T", "name": "Kafé Södermalm", "status": "ACTIVE", "country": "SE"},
+]
+SHOPIFY_SERVED_VERSIONS = ("2024-10", "2025-01", "2025-04")
+"""The versions the fake serves, oldest first; one older is answered in the oldest."""
+ZETTLE_ORGANIZATION = "ab0f5f4e-21d9-11ef-9262-0242ac120002"
+
 SQUARE_PAGE_SIZE = 2
 # Shopify would send all three at limit=250; two a page makes the test follow the
 # Link header, which is what a shop with more than 250 webhooks needs.
@@ -184,6 +201,7 @@ class ScriptedFailure:
     status: int
     remaining: int | None
     retry_after: float | None
+    html: bool = False
 
 
 class PosFake(LoopbackService):
@@ -200,6 +218,10 @@ class PosFake(LoopbackService):
         self._requests: list[PosRequest] = []
         self._failures: list[ScriptedFailure] = []
         self._zettle_tokens: list[str] = []
+        self.square_expires_at: str | None = SQUARE_TOKEN_EXPIRES_AT
+        self.shopify_versions = SHOPIFY_SERVED_VERSIONS
+        self.shopify_call_limit = "1/40"
+        self.shopify_deprecated_reason: str | None = None
         super().__init__()
         self.app = self._build_app()
 
@@ -224,11 +246,16 @@ class PosFake(LoopbackService):
         return self.app
 
     def reset(self) -> None:
-        """Forget requests, scripted failures and issued Zettle access tokens."""
+        """Forget requests, scripted failures and issued Zettle access tokens, and
+        answer as at the start again."""
         with self._lock:
             self._requests.clear()
             self._failures.clear()
             self._zettle_tokens.clear()
+            self.square_expires_at = SQUARE_TOKEN_EXPIRES_AT
+            self.shopify_versions = SHOPIFY_SERVED_VERSIONS
+            self.shopify_call_limit = "1/40"
+            self.shopify_deprecated_reason = None
 
     # --- scripting and inspection ---
 
@@ -238,6 +265,7 @@ class PosFake(LoopbackService):
         status: int,
         times: int | None = 1,
         retry_after: float | None = None,
+        html: bool = False,
     ) -> None:
         """Answer the next `times` requests under `path_prefix` with `status` (`None`:
         for good), in the provider's error shape, with `Retry-After` when given.
@@ -246,7 +274,7 @@ class PosFake(LoopbackService):
         balancer or rate limiter answers before its API does.
         """
         with self._lock:
-            self._failures.append(ScriptedFailure(path_prefix, status, times, retry_after))
+            self._failures.append(ScriptedFailure(path_prefix, status, times, retry_after, html))
 
     def requests(self, path_prefix: str = "") -> list[PosRequest]:
         """The recorded requests whose path starts with `path_prefix`, oldest first."""
@@ -385,6 +413,67 @@ class PosFake(LoopbackService):
                 )
             return JSONResponse(copy.deepcopy(ZETTLE_SUBSCRIPTIONS))
 
+        @app.get(f"{SQUARE_PREFIX}/v2/locations")
+        async def square_locations(request: Request) -> Response:
+            recorded, failed = await self._begin(request)
+            if failed is not None:
+                return failed
+            if recorded.headers.get("authorization") != f"Bearer {SQUARE_TOKEN}":
+                return JSONResponse(SQUARE_UNAUTHORIZED, status_code=401)
+            return JSONResponse({"locations": copy.deepcopy(SQUARE_LOCATIONS)})
+
+        @app.post(f"{SQUARE_PREFIX}/oauth2/token/status")
+        async def square_token_status(request: Request) -> Response:
+            recorded, failed = await self._begin(request)
+            if failed is not None:
+                return failed
+            if recorded.headers.get("authorization") != f"Bearer {SQUARE_TOKEN}":
+                return JSONResponse(SQUARE_UNAUTHORIZED, status_code=401)
+            return JSONResponse(
+                {
+                    "scopes": ["MERCHANT_PROFILE_READ", "PAYMENTS_READ"],
+                    "expires_at": self.square_expires_at or "",
+                    "client_id": "sq0idp-feedback-ops-fake",
+                    "merchant_id": SQUARE_MERCHANT_ID,
+                }
+            )
+
+        @app.get(SHOPIFY_PREFIX + "/admin/api/{version}/shop.json")
+        async def shopify_shop(request: Request, version: str) -> Response:
+            recorded, failed = await self._begin(request)
+            if failed is not None:
+                return failed
+            if recorded.headers.get("x-shopify-access-token") != SHOPIFY_TOKEN:
+                return JSONResponse(SHOPIFY_UNAUTHORIZED, status_code=401)
+            # An unserved version is answered in the oldest one served, as Shopify does.
+            served = version if version in self.shopify_versions else self.shopify_versions[0]
+            headers = {
+                "X-Shopify-API-Version": served,
+                "X-Shopify-Shop-Api-Call-Limit": self.shopify_call_limit,
+            }
+            if self.shopify_deprecated_reason:
+                headers["X-Shopify-API-Deprecated-Reason"] = self.shopify_deprecated_reason
+            shop = {"id": 548380009, "name": "Feedback Kafé", "myshopify_domain": SHOPIFY_SHOP}
+            return JSONResponse({"shop": shop}, headers=headers)
+
+        @app.get(f"{ZETTLE_OAUTH_PREFIX}/users/me")
+        async def zettle_me(request: Request) -> Response:
+            recorded, failed = await self._begin(request)
+            if failed is not None:
+                return failed
+            scheme, _, token = recorded.headers.get("authorization", "").partition(" ")
+            if scheme != "Bearer" or token not in self.zettle_access_tokens:
+                return JSONResponse(
+                    {"error": "invalid_token", "error_description": "Invalid access token"},
+                    status_code=401,
+                )
+            return JSONResponse(
+                {
+                    "uuid": "c7e1d2f0-21d9-11ef-9262-0242ac120002",
+                    "organizationUuid": ZETTLE_ORGANIZATION,
+                }
+            )
+
         @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
         async def elsewhere(request: Request, path: str) -> Response:
             await self._begin(request)
@@ -409,8 +498,12 @@ def _cursor_offset(cursor: str | None) -> int | None:
 
 
 def _provider_failure(path: str, failure: ScriptedFailure) -> Response:
-    """A 429 or 5xx answer as the provider that owns `path` sends it."""
+    """A 429 or 5xx answer as the provider that owns `path` sends it (or the HTML page
+    a proxy in front of it sends)."""
     status = failure.status
+    if failure.html:
+        page = f"<html><body><h1>{status}</h1><p>Upstream unavailable</p></body></html>"
+        return Response(page, status_code=status, media_type="text/html")
     throttled = status == 429
     body: Any
     if path.startswith(SQUARE_PREFIX):
