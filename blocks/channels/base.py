@@ -448,6 +448,26 @@ def recipients_of(
     return chosen
 
 
+def error_text(response: httpx.Response) -> str:
+    """A provider's own error text from the error shapes the providers use: Square's
+    `errors` list (`detail`), Shopify's `errors` (a string or a dict of messages),
+    OAuth's `error_description` or `error`, a plain `message`. A proxy's HTML error page
+    is named, not quoted; any other text is cut to 200 characters."""
+    if "html" in response.headers.get("content-type", ""):
+        return "an HTML page"
+    try:
+        body = json_object(response.text)
+    except (OpsError, ValueError):
+        return one_line(response.text, 200)
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        return str(first.get("detail") or first.get("code") or first)
+    if errors:
+        return str(errors)
+    return str(body.get("error_description") or body.get("error") or body.get("message") or "")
+
+
 def json_object(text: str) -> dict[str, Any]:
     """A provider's JSON answer as a dict; {} when it is not a JSON object."""
     try:

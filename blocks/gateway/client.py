@@ -20,8 +20,8 @@ import httpx
 from blocks.channels.base import (
     ChannelError,
     endpoint_of,
+    error_text,
     http_client,
-    one_line,
     status_error,
     transport_error,
 )
@@ -132,7 +132,7 @@ class GatewayClient:
                 if response.is_success:
                     return _json_object(response, where)
                 error = status_error(
-                    CHANNEL, where, response, _detail(response), secrets=[self._token]
+                    CHANNEL, where, response, error_text(response), secrets=[self._token]
                 )
             if not error.transient or attempt == self.gateway.attempts:
                 raise error
@@ -162,17 +162,3 @@ def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
             CHANNEL, f"{what} answered with something that is not a JSON object ({kind})"
         )
     return body
-
-
-def _detail(response: httpx.Response) -> str:
-    """The gateway's own error text: `error` or `message` of its JSON, else the text
-    (a proxy's HTML error page is named, not quoted)."""
-    if "html" in response.headers.get("content-type", ""):
-        return "an HTML page"
-    try:
-        body = response.json()
-    except ValueError:
-        return one_line(response.text, 200)
-    if isinstance(body, dict):
-        return str(body.get("error") or body.get("message") or body)
-    return str(body)

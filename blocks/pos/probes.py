@@ -28,8 +28,8 @@ import httpx
 from blocks.channels.base import (
     ChannelError,
     endpoint_of,
+    error_text,
     http_client,
-    one_line,
     status_error,
     transport_error,
 )
@@ -114,7 +114,7 @@ def _probe(
 
 def _json(response: httpx.Response, provider: str, what: str, secrets: list[str]) -> Any:
     if not response.is_success:
-        raise status_error(provider, what, response, _detail(response), secrets=secrets)
+        raise status_error(provider, what, response, error_text(response), secrets=secrets)
     try:
         return response.json()
     except ValueError:
@@ -124,21 +124,6 @@ def _json(response: httpx.Response, provider: str, what: str, secrets: list[str]
             f"{what} answered with something that is not JSON ({kind})",
             status=response.status_code,
         ) from None
-
-
-def _detail(response: httpx.Response) -> str:
-    if "html" in response.headers.get("content-type", ""):
-        return "an HTML page"
-    try:
-        body = response.json()
-    except ValueError:
-        return one_line(response.text, 200)
-    if isinstance(body, dict):
-        errors = body.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            return str(errors[0].get("detail") or errors[0].get("code"))
-        return str(errors or body.get("error_description") or body.get("error") or body)
-    return str(body)
 
 
 def probe_square(providers: PosProviders, base: str, now: datetime | None = None) -> Probe:

@@ -25,8 +25,8 @@ import httpx
 from blocks.channels.base import (
     ChannelError,
     endpoint_of,
+    error_text,
     http_client,
-    json_object,
     status_error,
     transport_error,
 )
@@ -79,7 +79,7 @@ def _answer(
             raise transport_error(provider, what, endpoint, exc, timeout) from None
         if response.status_code == ok:
             return response
-        error = status_error(provider, what, response, _detail(response), secrets=secrets)
+        error = status_error(provider, what, response, error_text(response), secrets=secrets)
         wait = error.retry_after
         if (
             not error.transient
@@ -97,21 +97,6 @@ def _json(response: httpx.Response, provider: str, what: str) -> Any:
         return response.json()
     except ValueError:
         raise ChannelError(provider, f"{what} answered with something that is not JSON") from None
-
-
-def _detail(response: httpx.Response) -> str:
-    """The provider's own error text from its error shape."""
-    try:
-        body = json_object(response.text)
-    except (OpsError, ValueError):
-        return response.text[:200]
-    errors = body.get("errors")
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        first = errors[0]
-        return str(first.get("detail") or first.get("code") or first)  # Square
-    if errors:
-        return str(errors)  # Shopify: a string or a dict of messages
-    return str(body.get("error_description") or body.get("error") or body.get("message") or "")
 
 
 def square_subscriptions(providers: PosProviders) -> list[dict[str, Any]]:

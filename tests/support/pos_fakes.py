@@ -315,6 +315,16 @@ class PosFake(LoopbackService):
             return recorded, None
         return recorded, _provider_failure(recorded.path, failure)
 
+    def _zettle_refusal(self, recorded: PosRequest) -> Response | None:
+        """Zettle's 401 unless the request carries an access token the fake issued."""
+        scheme, _, token = recorded.headers.get("authorization", "").partition(" ")
+        if scheme == "Bearer" and token in self.zettle_access_tokens:
+            return None
+        return JSONResponse(
+            {"error": "invalid_token", "error_description": "Access token is invalid or expired"},
+            status_code=401,
+        )
+
     def _build_app(self) -> FastAPI:
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
@@ -402,15 +412,8 @@ class PosFake(LoopbackService):
             recorded, failed = await self._begin(request)
             if failed is not None:
                 return failed
-            scheme, _, token = recorded.headers.get("authorization", "").partition(" ")
-            if scheme != "Bearer" or token not in self.zettle_access_tokens:
-                return JSONResponse(
-                    {
-                        "error": "invalid_token",
-                        "error_description": "Access token is invalid or expired",
-                    },
-                    status_code=401,
-                )
+            if (refused := self._zettle_refusal(recorded)) is not None:
+                return refused
             return JSONResponse(copy.deepcopy(ZETTLE_SUBSCRIPTIONS))
 
         @app.get(f"{SQUARE_PREFIX}/v2/locations")
@@ -461,12 +464,8 @@ class PosFake(LoopbackService):
             recorded, failed = await self._begin(request)
             if failed is not None:
                 return failed
-            scheme, _, token = recorded.headers.get("authorization", "").partition(" ")
-            if scheme != "Bearer" or token not in self.zettle_access_tokens:
-                return JSONResponse(
-                    {"error": "invalid_token", "error_description": "Invalid access token"},
-                    status_code=401,
-                )
+            if (refused := self._zettle_refusal(recorded)) is not None:
+                return refused
             return JSONResponse(
                 {
                     "uuid": "c7e1d2f0-21d9-11ef-9262-0242ac120002",
