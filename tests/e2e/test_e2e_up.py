@@ -29,6 +29,7 @@ import psutil
 import psycopg
 import pytest
 from playwright.sync_api import Locator, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from support.browser import browser_page
 from support.cli import FEEDBACK_OPS, cli_environment
 from support.net import free_port, port_accepts, wait_until
@@ -88,7 +89,15 @@ def walk_the_restore_form(client: httpx.Client, port: int, log: Path, server: st
             shown = " ".join(field(name).inner_text().split())
             assert " ".join(schema["description"].replace("`", "").split()) in shown, name
 
+        def settle() -> None:
+            # The form checks its values with the server as they change: let those
+            # checks finish, as an operator's pause before Submit does, or a slow one
+            # would still hold the previous value when Submit is pressed.
+            page.keyboard.press("Tab")
+            page.wait_for_load_state("networkidle")
+
         field("target_database").locator("textarea, input").first.fill("x; DROP DATABASE postgres")
+        settle()
         page.get_by_role("button", name="Submit").click()
         expect(
             page.get_by_text("Validation failed for field 'target_database'").first
@@ -98,11 +107,20 @@ def walk_the_restore_form(client: httpx.Client, port: int, log: Path, server: st
 
         field("target_database").locator("textarea, input").first.fill(UI_TARGET)
         field("jobs").locator("input").first.fill("2")
+        settle()
         name = page.locator(".schema-form-property, .p-label", has_text="Run Name")
         run_name = name.locator("input").first.input_value()
         page.get_by_role("button", name="Submit").click()
         # The form hands over to the deployment's runs, where the new run is listed.
-        page.wait_for_url(re.compile(r"/deployments/deployment/[0-9a-f-]{36}\?tab=Runs$"))
+        try:
+            page.wait_for_url(
+                re.compile(r"/deployments/deployment/[0-9a-f-]{36}\?tab=Runs$"), timeout=60_000
+            )
+        except PlaywrightTimeout:
+            toasts = page.locator(".p-toast").all_inner_texts()
+            raise AssertionError(
+                f"no run page after Submit: at {page.url}, toasts {toasts}"
+            ) from None
         expect(page.get_by_text(run_name).first).to_be_visible()
 
     [run] = _call(client, "POST", "/flow_runs/filter", runs)
