@@ -10,7 +10,7 @@ locked, one sweep after the other, and ignores a sweep older than the one last a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,21 +44,7 @@ def record_checks(engine: Engine, sweep_id: str, checks: Sequence[Check]) -> int
     """Append a sweep's checks; returns how many."""
     if not checks:
         return 0
-    rows = [
-        {
-            "sweep_id": sweep_id,
-            "checked_at": c.checked_at,
-            "provider": c.provider,
-            "target": c.target,
-            "ok": c.ok,
-            "http_status": c.http_status,
-            "connect_ms": c.connect_ms,
-            "total_ms": c.total_ms,
-            "detail": c.detail,
-            "error": c.error,
-        }
-        for c in checks
-    ]
+    rows = [{"sweep_id": sweep_id, **asdict(check)} for check in checks]
     with engine.begin() as conn:
         conn.execute(insert(pos_health_checks), rows)
     return len(rows)

@@ -13,6 +13,11 @@ PROVIDERS = ("square", "shopify", "zettle")
 """The POS providers the platform integrates, by the names its gateway uses."""
 
 
+def reveal(secret: SecretStr | None) -> str:
+    """A credential's text for a request header or form; "" when it is not set."""
+    return secret.get_secret_value() if secret is not None else ""
+
+
 class PosProviders(Block):
     """Credentials for the POS providers' APIs, to read what each has configured.
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +33,7 @@ from blocks.channels.base import (
     status_error,
     transport_error,
 )
-from blocks.pos import PosProviders
+from blocks.pos import PosProviders, reveal
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
@@ -83,33 +83,31 @@ class _Timed:
 
 
 def _probe(
-    provider: str,
-    base: str,
-    timeout: float,
-    secrets: list[str],
-    ask: Callable[[_Timed, str], dict[str, Any]],
+    provider: str, base: str, timeout: float, ask: Callable[[_Timed, str], dict[str, Any]]
 ) -> Probe:
-    """Run `ask` on a fresh connection to `base`; its facts, or the reason it failed."""
+    """Run `ask` on a fresh connection to `base`; its facts, or the reason it failed.
+
+    `ask` returns the facts, with the last answer's `http_status` and, when the answers
+    came but tell of trouble, a `problem` in words. The requests' errors name no secret:
+    `status_error` scrubs the providers' texts of them.
+    """
     endpoint = endpoint_of(base, what=f"the {provider} API", channel=provider)
     timed = _Timed(timeout)
     started = time.perf_counter()
     status: int | None = None
     try:
         facts = ask(timed, endpoint)
-        ok, error = not facts.pop("problem", None), None
+        error = facts.pop("problem", None)
         status = facts.pop("http_status", None)
     except ChannelError as exc:
-        ok, error, facts, status = False, str(exc), {}, exc.status
+        error, facts, status = str(exc), {}, exc.status
     except httpx.TransportError as exc:
         error = str(transport_error(provider, f"the {provider} API", endpoint, exc, timeout))
-        ok, facts = False, {}
+        facts = {}
     finally:
         timed.client.close()
     total = (time.perf_counter() - started) * 1000
-    if error is not None:
-        for secret in secrets:
-            error = error.replace(secret, "***") if secret else error
-    return Probe(provider, endpoint, ok, status, timed.connect_ms, total, facts, error)
+    return Probe(provider, endpoint, error is None, status, timed.connect_ms, total, facts, error)
 
 
 def _json(response: httpx.Response, provider: str, what: str, secrets: list[str]) -> Any:
@@ -128,7 +126,7 @@ def _json(response: httpx.Response, provider: str, what: str, secrets: list[str]
 
 def probe_square(providers: PosProviders, base: str, now: datetime | None = None) -> Probe:
     """Square at `base` (the primary `square_api_url` or a secondary)."""
-    token = _reveal(providers.square_access_token)
+    token = reveal(providers.square_access_token)
     headers = {"Authorization": f"Bearer {token}", "Square-Version": providers.square_version}
     root = base.rstrip("/")
 
@@ -144,12 +142,12 @@ def probe_square(providers: PosProviders, base: str, now: datetime | None = None
         facts["merchant_id"] = status.get("merchant_id")
         return facts
 
-    return _probe("square", root, providers.timeout_seconds, [token], ask)
+    return _probe("square", root, providers.timeout_seconds, ask)
 
 
 def probe_shopify(providers: PosProviders, base: str) -> Probe:
     """Shopify's Admin API at `base` (the shop's own host or a secondary)."""
-    token = _reveal(providers.shopify_access_token)
+    token = reveal(providers.shopify_access_token)
     version = providers.shopify_api_version
     root = base.rstrip("/")
 
@@ -171,25 +169,19 @@ def probe_shopify(providers: PosProviders, base: str) -> Probe:
             "deprecated_reason": answer.headers.get("x-shopify-api-deprecated-reason"),
         }
         if answered and answered != version:
-            facts["problem"] = True
-            facts["version_unsupported"] = True
+            facts["problem"] = (
+                f"shopify: API version {version} is no longer served (answered in "
+                f"{answered}): update SHOPIFY_API_VERSION"
+            )
         return facts
 
-    probe = _probe("shopify", root, providers.timeout_seconds, [token], ask)
-    if probe.facts.get("version_unsupported"):
-        answered = probe.facts["api_version_answered"]
-        reason = (
-            f"shopify: API version {version} is no longer served (answered in {answered}): "
-            "update SHOPIFY_API_VERSION"
-        )
-        return replace(probe, error=reason)
-    return probe
+    return _probe("shopify", root, providers.timeout_seconds, ask)
 
 
 def probe_zettle(providers: PosProviders, oauth_base: str) -> Probe:
     """Zettle's OAuth host at `oauth_base`: a token by the assertion grant, then
     `GET /users/me` with it."""
-    key = _reveal(providers.zettle_api_key)
+    key = reveal(providers.zettle_api_key)
     root = oauth_base.rstrip("/")
 
     def ask(timed: _Timed, endpoint: str) -> dict[str, Any]:
@@ -212,7 +204,7 @@ def probe_zettle(providers: PosProviders, oauth_base: str) -> Probe:
             "token_expires_in_seconds": granted.get("expires_in"),
         }
 
-    return _probe("zettle", root, providers.timeout_seconds, [key], ask)
+    return _probe("zettle", root, providers.timeout_seconds, ask)
 
 
 def _expiry(expires_at: Any, now: datetime | None) -> dict[str, Any]:
@@ -223,7 +215,3 @@ def _expiry(expires_at: Any, now: datetime | None) -> dict[str, Any]:
     when = datetime.fromisoformat(str(expires_at).replace("Z", "+00:00"))
     left = (when - (now or datetime.now(UTC))).total_seconds() / 86400
     return {"token_expires_at": when.isoformat(), "token_days_left": round(left, 2)}
-
-
-def _reveal(secret: Any) -> str:
-    return str(secret.get_secret_value()) if secret is not None else ""

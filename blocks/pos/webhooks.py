@@ -30,7 +30,7 @@ from blocks.channels.base import (
     status_error,
     transport_error,
 )
-from blocks.pos import PosProviders
+from blocks.pos import PosProviders, reveal
 from feedback_ops.errors import OpsError
 
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
@@ -38,10 +38,6 @@ MAX_PAGES = 100
 # A provider that asks for a longer pause is left to the task's retries.
 MAX_RETRY_AFTER_SECONDS = 60.0
 RETRY_AFTER_ATTEMPTS = 3
-
-
-def _reveal(secret: Any) -> str:
-    return str(secret.get_secret_value()) if secret is not None else ""
 
 
 def _get(
@@ -101,7 +97,7 @@ def _json(response: httpx.Response, provider: str, what: str) -> Any:
 
 def square_subscriptions(providers: PosProviders) -> list[dict[str, Any]]:
     """Square's webhook subscriptions, every page."""
-    token = _reveal(providers.square_access_token)
+    token = reveal(providers.square_access_token)
     base = providers.square_api_url.rstrip("/")
     found: list[dict[str, Any]] = []
     cursor: str | None = None
@@ -130,7 +126,7 @@ def square_subscriptions(providers: PosProviders) -> list[dict[str, Any]]:
 
 def shopify_webhooks(providers: PosProviders) -> list[dict[str, Any]]:
     """Shopify's webhook subscriptions for the shop, every page."""
-    token = _reveal(providers.shopify_access_token)
+    token = reveal(providers.shopify_access_token)
     url: str | None = (
         f"{providers.shopify_base()}/admin/api/{providers.shopify_api_version}/webhooks.json"
     )
@@ -162,7 +158,7 @@ def _next_page(link: str | None) -> str | None:
 
 def zettle_subscriptions(providers: PosProviders) -> list[dict[str, Any]]:
     """Zettle's Pusher API subscriptions of the organization the API key belongs to."""
-    api_key = _reveal(providers.zettle_api_key)
+    api_key = reveal(providers.zettle_api_key)
     oauth = providers.zettle_oauth_url.rstrip("/")
     timeout = providers.timeout_seconds
     with http_client(timeout) as client:
