@@ -24,6 +24,7 @@ from blocks.channels import (
 from blocks.encryption import ConfigBackupKey
 from blocks.gateway import PlatformGateway
 from blocks.pos import PosProviders
+from blocks.pos.tokens import PosTokens
 from blocks.postgres import PostgresDatabase
 from blocks.redis import RedisServer
 from blocks.storage import BackupStorage
@@ -71,6 +72,7 @@ __all__ = [
     "PagerDutyAlerts",
     "PlatformGateway",
     "PosProviders",
+    "PosTokens",
     "PostgresDatabase",
     "RedisServer",
     "SlackAlerts",

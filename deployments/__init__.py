@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from prefect import Flow
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Schedule
 from prefect.types.entrypoint import EntrypointType
@@ -21,6 +22,8 @@ from flows.config_backup import app_config_backup, pos_config_backup
 from flows.database_backup import database_backup
 from flows.database_restore import database_restore
 from flows.parameters import TITLES
+from flows.pos_failover import pos_failover
+from flows.pos_health_sweep import pos_health_sweep
 from flows.redis_restore import redis_restore
 from flows.redis_snapshot import redis_snapshot
 
@@ -34,6 +37,8 @@ class DeploymentSpec:
     schedules: tuple[Schedule, ...]
     parameters: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    skip_while_running: bool = False
+    """One run at a time; a run due while one is running is cancelled, not queued."""
 
     @property
     def flow_name(self) -> str:
@@ -55,6 +60,11 @@ class DeploymentSpec:
             tags=list(self.tags),
             paused=False,
             entrypoint_type=EntrypointType.MODULE_PATH,
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            )
+            if self.skip_while_running
+            else None,
         )
         assert isinstance(deployment, RunnerDeployment)
         for name, prop in deployment._parameter_openapi_schema.properties.items():
@@ -114,11 +124,21 @@ def all_deployments() -> list[DeploymentSpec]:
             (every_minutes(1),),
             tags=("alerting", "runbook:escalation"),
         ),
+        DeploymentSpec(
+            pos_health_sweep,
+            "every-5-minutes",
+            (every_minutes(5),),
+            tags=("pos", "runbook:pos-provider-connection-issues"),
+            skip_while_running=True,
+        ),
         # Manual: the UI's Run button with the alert's dedup key.
         DeploymentSpec(alert_acknowledge, "manual", (), tags=("alerting",)),
         DeploymentSpec(database_restore, "manual", (), tags=("restore", "runbook:recovery")),
         DeploymentSpec(backups_resync, "manual", (), tags=("backup",)),
         DeploymentSpec(redis_restore, "manual", (), tags=("restore", "runbook:recovery")),
+        DeploymentSpec(
+            pos_failover, "manual", (), tags=("pos", "runbook:pos-provider-connection-issues")
+        ),
     ]
 
 

@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -378,6 +378,38 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
 
 
+# --- pos status ----------------------------------------------------------------------
+
+
+def cmd_pos_status(args: argparse.Namespace) -> int:
+    """Print each POS provider's state, last check, uptime and merchants at risk, from
+    the ops catalog the environment names (OPS_DATABASE_URL, else DATABASE_URL)."""
+    from blocks.catalog import opened
+    from blocks.names import OPS_DATABASE_BLOCK
+    from blocks.postgres import PostgresDatabase
+    from feedback_ops.config import blocks_from_env
+    from feedback_ops.errors import OpsError
+    from feedback_ops.pos_status import SLO, status_document, status_rows
+
+    try:
+        ops_db = blocks_from_env(os.environ)[OPS_DATABASE_BLOCK]
+        assert isinstance(ops_db, PostgresDatabase)
+        with opened(ops_db) as engine:
+            document = status_document(engine, datetime.now(UTC))
+    except OpsError as exc:
+        _fail(str(exc))
+        return 1
+    if args.json:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return 0
+    print(f"POS providers (uptime against the {SLO:.0%} SLO; ! = below it)")
+    _print_table(
+        ("provider", "state", "last check (UTC)", "uptime 1d / 7d / 30d", "merchants at risk"),
+        status_rows(document),
+    )
+    return 0
+
+
 # --- policy --------------------------------------------------------------------------
 
 
@@ -520,6 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync = config_sub.add_parser("sync", help="save the environment into the blocks")
     sync.add_argument("--json", action="store_true", help="print one JSON object")
     sync.set_defaults(handler=cmd_config_sync)
+
+    pos = sub.add_parser("pos", help="the POS providers as the health sweeps left them")
+    pos_sub = pos.add_subparsers(dest="pos_command", required=True)
+    pos_status = pos_sub.add_parser("status", help="state, last check, uptime per provider")
+    pos_status.add_argument("--json", action="store_true", help="print one JSON object")
+    pos_status.set_defaults(handler=cmd_pos_status)
 
     calendar = sub.add_parser("calendar", help="Swedish holidays and maintenance windows")
     calendar.add_argument("year", type=int)

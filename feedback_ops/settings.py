@@ -94,7 +94,10 @@ class Setting:
 _DATABASES = "The platform's databases"
 _REDIS = "The platform's Redis (the cache)"
 _CONFIG_KEY = "Configuration backups"
-_POS = "POS providers (read by pos-config-backup; each is skipped until configured)"
+_POS = (
+    "POS providers (read by pos-config-backup and pos-health-sweep; each is skipped until "
+    "configured)"
+)
 _GATEWAY = "The platform gateway (health checks and its admin API)"
 _STORAGE = "Backup storage"
 _ALERTS = "Alert channels (each is off until its variables are set)"
@@ -211,6 +214,56 @@ SETTINGS: tuple[Setting, ...] = (
         _POS,
     ),
     Setting(
+        "SQUARE_SECONDARY_API_URL",
+        POS_PROVIDERS_BLOCK,
+        "square_secondary_api_url",
+        Kind.TEXT,
+        "",
+        "Square's secondary endpoint, probed beside the primary; unset: no failover target.",
+        _POS,
+    ),
+    Setting(
+        "SQUARE_APPLICATION_ID",
+        POS_PROVIDERS_BLOCK,
+        "square_application_id",
+        Kind.TEXT,
+        "",
+        "Square application id (OAuth client_id), to refresh the access token.",
+        _POS,
+    ),
+    Setting(
+        "SQUARE_APPLICATION_SECRET",
+        POS_PROVIDERS_BLOCK,
+        "square_application_secret",
+        Kind.SECRET,
+        "",
+        "Square application secret, to refresh the access token.",
+        _POS,
+        secret=True,
+    ),
+    Setting(
+        "SQUARE_REFRESH_TOKEN",
+        POS_PROVIDERS_BLOCK,
+        "square_refresh_token",
+        Kind.SECRET,
+        "",
+        "Refresh token of SQUARE_ACCESS_TOKEN; the sweep refreshes it with fewer than 7 days "
+        "left and keeps the new one in block pos-tokens.",
+        _POS,
+        secret=True,
+    ),
+    Setting(
+        "SQUARE_PERSONAL_ACCESS_TOKEN",
+        POS_PROVIDERS_BLOCK,
+        "square_personal_access_token",
+        Kind.SECRET,
+        "",
+        "The Square application's personal access token: the webhook subscriptions API "
+        "takes no merchant OAuth token (unset: SQUARE_ACCESS_TOKEN is tried).",
+        _POS,
+        secret=True,
+    ),
+    Setting(
         "SHOPIFY_SHOP_DOMAIN",
         POS_PROVIDERS_BLOCK,
         "shopify_shop_domain",
@@ -237,6 +290,15 @@ SETTINGS: tuple[Setting, ...] = (
         Kind.URL,
         "https://<shop domain>",
         "Shopify API base URL, when it is not the shop's own.",
+        _POS,
+    ),
+    Setting(
+        "SHOPIFY_SECONDARY_API_URL",
+        POS_PROVIDERS_BLOCK,
+        "shopify_secondary_api_url",
+        Kind.TEXT,
+        "",
+        "Shopify's secondary endpoint, probed beside the primary; unset: no failover target.",
         _POS,
     ),
     Setting(
@@ -268,12 +330,52 @@ SETTINGS: tuple[Setting, ...] = (
         _POS,
     ),
     Setting(
+        "ZETTLE_SECONDARY_OAUTH_URL",
+        POS_PROVIDERS_BLOCK,
+        "zettle_secondary_oauth_url",
+        Kind.TEXT,
+        "",
+        "Zettle's secondary OAuth endpoint, probed beside the primary; unset: no failover target.",
+        _POS,
+    ),
+    Setting(
         "ZETTLE_PUSHER_URL",
         POS_PROVIDERS_BLOCK,
         "zettle_pusher_url",
         Kind.URL,
         "https://pusher.izettle.com",
         "Zettle Pusher API base URL.",
+        _POS,
+    ),
+    Setting(
+        "ZETTLE_CONTACT_EMAIL",
+        POS_PROVIDERS_BLOCK,
+        "zettle_contact_email",
+        Kind.TEXT,
+        "",
+        "Contact e-mail Zettle gets for a webhook subscription the sweep re-creates.",
+        _POS,
+        example="devops@ai-feedback.se",
+    ),
+    Setting(
+        "POS_WEBHOOK_URL",
+        POS_PROVIDERS_BLOCK,
+        "webhook_url",
+        Kind.TEXT,
+        "",
+        "Where the providers must deliver webhooks; a subscription pointing elsewhere is "
+        "reported. Unset: GATEWAY_URL + /webhooks.",
+        _POS,
+        example="https://api.ai-feedback.se/webhooks",
+    ),
+    Setting(
+        "POS_MERCHANT_CONCURRENCY",
+        POS_PROVIDERS_BLOCK,
+        "merchant_concurrency",
+        Kind.INT,
+        "10",
+        "Merchant connection checks in flight per provider (1-100): keeps a sweep within "
+        "each provider's rate limit.",
         _POS,
     ),
     Setting(

@@ -110,3 +110,25 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return get_run_logger()
     except MissingContextError:  # outside a run: a test holding a lock by hand
         return get_logger("feedback_ops.locks")
+
+
+@contextmanager
+def lock_if_free(name: str) -> Iterator[bool]:
+    """Hold the lock `name` for the block's duration if it is free (True), or not at all
+    (False): for a run that must be skipped, not queued, when another holds it."""
+    ensure_limit(name)
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(
+                concurrency(
+                    name,
+                    occupy=1,
+                    timeout_seconds=FIRST_TRY_SECONDS,
+                    strict=True,
+                    lease_duration=LOCK_LEASE_SECONDS,
+                )
+            )
+        except TimeoutError:
+            yield False
+            return
+        yield True

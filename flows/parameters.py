@@ -8,7 +8,7 @@ docstring (`Args:`), where Prefect reads it from.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -48,6 +48,19 @@ TableName = Annotated[str, Field(pattern=TABLE_NAME_PATTERN)]
 Operator = Annotated[str, Field(min_length=1, max_length=100)]
 """Who acts, as the alert's history records it."""
 
+Provider = Literal["square", "shopify", "zettle"]
+"""A POS provider, by the name its gateway uses: a choice in the run form."""
+
+Direction = Literal["failover", "failback"]
+"""Where to move a provider's traffic: to its secondary endpoint, or back."""
+
+ONE_LINE_PATTERN = r"^[^\n\r]+$"
+Reason = Annotated[str, Field(min_length=3, max_length=200, pattern=ONE_LINE_PATTERN)]
+"""Why, in one line: it goes to the gateway, the alert and the catalog."""
+
+ApprovalSeconds = Annotated[int, Field(ge=60, le=24 * 3600)]
+"""How long a run waits for its approval before it gives up, changing nothing."""
+
 SHAPES = {
     BACKUP_ID_PATTERN: "a backup id (latest, or <kind>-YYYYMMDDTHHMMSSZ-<6 hex>)",
     DATABASE_NAME_PATTERN: (
@@ -56,6 +69,7 @@ SHAPES = {
     ),
     BLOCK_NAME_PATTERN: "a block name (lower case letters and digits, words joined by -)",
     TABLE_NAME_PATTERN: "a table name, with its schema if needed (public.platform_settings)",
+    ONE_LINE_PATTERN: "one line of text",
 }
 """What each pattern accepts, in words: the line `run` answers a mismatch with."""
 
@@ -84,6 +98,12 @@ TITLES = {
     "dedup_key": "Alert dedup key",
     "action": "Action",
     "by": "Who acts",
+    "tokens_block": "POS tokens (block name)",
+    "gateway_block": "Platform gateway (block name)",
+    "provider": "POS provider",
+    "reason": "Reason",
+    "direction": "Direction",
+    "approval_timeout_seconds": "Wait for approval (seconds)",
 }
 """The label of each parameter in the UI's run form. Prefect titles every schema field
 with the parameter's own name (`ops_database_block`); the deployments replace it with

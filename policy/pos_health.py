@@ -33,10 +33,12 @@ __all__ = [
     "EndpointState",
     "MERCHANT_ESCALATION_SHARE",
     "Move",
+    "ProviderState",
     "decide_move",
     "merchants_escalate",
     "observe",
     "provider_down_severity",
+    "provider_state",
 ]
 
 DOWN_AFTER = 3
@@ -153,3 +155,29 @@ def merchants_escalate(failing: int, with_connections: int) -> bool:
     """Whether `failing` businesses of the `with_connections` that have POS connections
     are more than the runbook's 25 %."""
     return with_connections > 0 and failing > MERCHANT_ESCALATION_SHARE * with_connections
+
+
+class ProviderState(StrEnum):
+    """A provider as `feedback-ops pos status` and the sweep's artifact show it."""
+
+    UP = "up"
+    DEGRADED = "degraded"
+    """Working, but something is amiss: a failing streak not yet counted as down, its
+    secondary down, or trouble with its token, subscriptions or merchants."""
+    DOWN = "down"
+    FAILED_OVER = "failed over"
+
+
+def provider_state(
+    primary: Damped, secondary: Damped | None, failed_over: bool, trouble: bool
+) -> ProviderState:
+    """The provider's state from its endpoints' damped states (`secondary` None when it
+    has none), where its traffic is, and whether any other check found `trouble`."""
+    if failed_over:
+        return ProviderState.FAILED_OVER
+    if primary.state is EndpointState.DOWN:
+        return ProviderState.DOWN
+    secondary_down = secondary is not None and secondary.state is EndpointState.DOWN
+    if primary.against or secondary_down or trouble:
+        return ProviderState.DEGRADED
+    return ProviderState.UP

@@ -43,6 +43,8 @@ RETRIES = 2
 RETRY_DELAYS: list[float] = [10, 60]
 # An alert should not wait a minute for its second chance: someone must be told now.
 ALERT_RETRY_DELAYS: list[float] = [2, 10]
+# Nor a step of a sweep that runs every few minutes: the next sweep is the next chance.
+SWEEP_RETRY_DELAYS: list[float] = [2, 10]
 
 
 def is_transient(exc: BaseException | None) -> bool:
@@ -118,6 +120,7 @@ __all__ = [
     "QUICK",
     "RETRIES",
     "RETRY_DELAYS",
+    "SWEEP_RETRY_DELAYS",
     "TRANSFER",
     "is_transient",
     "retry_if_transient",

@@ -1,15 +1,18 @@
-"""Tasks on the ops catalog (`ops.backup_records`): each backup's record from start to
-end, verification results, the rebuild from manifests, and what retention removed."""
+"""Tasks on the ops catalog: each backup's record from start to end, verification
+results, the rebuild from manifests, and what retention removed (`ops.backup_records`);
+the POS health sweeps' checks, damped states and moves (`ops.pos_*`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from blocks.catalog import backups, engine_for, migrate, opened
+from blocks.catalog import backups, engine_for, migrate, opened, pos_health
+from blocks.catalog.pos_health import Check, Endpoint, PosHistory
 from blocks.postgres import PostgresDatabase
 from blocks.storage.manifest import backup_id_of
 from blocks.storage.stores import ObjectStore
+from policy.pos_health import Damped
 from tasks import QUICK, step
 
 
@@ -140,3 +143,38 @@ def close_stale_backups(
     run; returns their ids."""
     with opened(ops_db) as engine:
         return backups.close_stale(engine, started_before=now - longest, now=now)
+
+
+# --- POS health ------------------------------------------------------------------------
+
+
+@step("record-pos-checks", limit=QUICK, retries=0)
+def record_pos_checks(ops_db: PostgresDatabase, sweep_id: str, checks: list[Check]) -> int:
+    """Append one sweep's checks to `ops.pos_health_checks`. Not retried: a retry after
+    a lost answer would store them twice, and skew the uptime."""
+    with opened(ops_db) as engine:
+        return pos_health.record_checks(engine, sweep_id, checks)
+
+
+@step("advance-pos-states", limit=QUICK)
+def advance_pos_states(
+    ops_db: PostgresDatabase, results: dict[Endpoint, bool], at: datetime
+) -> dict[Endpoint, Damped]:
+    """Apply one sweep's endpoint results to their damped states (a sweep already
+    applied is ignored, so a retry is harmless)."""
+    with opened(ops_db) as engine:
+        return pos_health.advance_states(engine, results, at)
+
+
+@step("read-pos-history", limit=QUICK)
+def read_pos_history(ops_db: PostgresDatabase, at: datetime) -> PosHistory:
+    """Each provider's last move, and its uptime over 1, 7 and 30 days before `at`."""
+    with opened(ops_db) as engine:
+        return pos_health.history(engine, at)
+
+
+@step("record-pos-move", limit=QUICK, retries=0)
+def record_pos_move(ops_db: PostgresDatabase, **move: Any) -> None:
+    """Note a failover or failback the gateway accepted in `ops.pos_failovers`."""
+    with opened(ops_db) as engine:
+        pos_health.record_move(engine, **move)

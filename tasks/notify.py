@@ -501,6 +501,17 @@ def resolve_alert(
     )
 
 
+@step("find-live-alerts", limit=QUICK)
+def find_live_alerts(ops_database_block: str, prefix: str) -> set[str]:
+    """The dedup keys under `prefix` with a live alert: the only ones a flow that
+    clears conditions needs to resolve. None readable: an empty set."""
+    try:
+        with ops_catalog(ops_database_block) as engine:
+            return alert_store.live_keys(engine, prefix)
+    except (OpsError, SQLAlchemyError):
+        return set()
+
+
 @step("find-due-alerts", limit=QUICK)
 def find_due(ops_database_block: str, now: datetime) -> list[dict[str, Any]]:
     """Alerts whose next step is due: escalation of an open, unacknowledged alert,

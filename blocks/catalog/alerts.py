@@ -75,6 +75,15 @@ def find_live(engine: Engine, dedup_key: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row is not None else None
 
 
+def live_keys(engine: Engine, prefix: str) -> set[str]:
+    """The dedup keys starting with `prefix` that have a live alert."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(alerts.c.dedup_key).where(alerts.c.dedup_key.startswith(prefix), LIVE)
+        )
+        return {str(key) for (key,) in rows}
+
+
 def due(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     """Alerts whose next step is due: escalation of an open, unacknowledged alert,
     sending a queued one, or sending again one that reached no one."""

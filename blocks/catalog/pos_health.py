@@ -1,5 +1,6 @@
-"""`ops.pos_health_checks` and `ops.pos_endpoint_states`: every probe of a POS health
-sweep, and each provider endpoint's damped state.
+"""`ops.pos_health_checks`, `ops.pos_endpoint_states` and `ops.pos_failovers`: every
+probe of a POS health sweep, each provider endpoint's damped state, and every move of
+a provider's traffic between its endpoints.
 
 The damped states live here, not in a flow's memory, so they survive restarts and a
 sweep that overlaps another: `advance_states` applies one sweep's results with the rows
@@ -11,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Integer, func, insert, select, tuple_
+from sqlalchemy import Engine, Integer, delete, func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from blocks.catalog.schema import pos_endpoint_states, pos_health_checks
+from blocks.catalog.schema import pos_endpoint_states, pos_failovers, pos_health_checks
 from policy.pos_health import Damped, EndpointState, observe
 
 Endpoint = tuple[str, str]
@@ -30,7 +31,8 @@ class Check:
 
     provider: str
     target: str
-    """gateway, primary, secondary, token, subscriptions or merchants."""
+    """gateway, primary, secondary, service (the endpoint in use), token, subscriptions
+    or merchants."""
     ok: bool
     checked_at: datetime
     http_status: int | None = None
@@ -40,13 +42,20 @@ class Check:
     error: str | None = None
 
 
+KEEP_CHECKS = timedelta(days=35)
+"""Checks are kept this long: the SLO's longest window (30 days) and a margin."""
+
+
 def record_checks(engine: Engine, sweep_id: str, checks: Sequence[Check]) -> int:
-    """Append a sweep's checks; returns how many."""
+    """Append a sweep's checks, and drop those older than KEEP_CHECKS before the newest
+    of them; returns how many were appended."""
     if not checks:
         return 0
     rows = [{"sweep_id": sweep_id, **asdict(check)} for check in checks]
+    oldest = max(check.checked_at for check in checks) - KEEP_CHECKS
     with engine.begin() as conn:
         conn.execute(insert(pos_health_checks), rows)
+        conn.execute(delete(pos_health_checks).where(pos_health_checks.c.checked_at < oldest))
     return len(rows)
 
 
@@ -128,3 +137,108 @@ def uptime(engine: Engine, provider: str, target: str, since: datetime) -> float
 
 def _damped(row: Any) -> Damped:
     return Damped(EndpointState(row.state), row.since, int(row.against))
+
+
+def record_move(
+    engine: Engine,
+    *,
+    provider: str,
+    direction: str,
+    reason: str,
+    requested_by: str,
+    at: datetime,
+    flow_run_id: str | None,
+    checks: Mapping[str, Any],
+    gateway_answer: Mapping[str, Any],
+) -> None:
+    """Note a failover or failback the gateway accepted."""
+    with engine.begin() as conn:
+        conn.execute(
+            insert(pos_failovers).values(
+                provider=provider,
+                direction=direction,
+                reason=reason,
+                requested_by=requested_by,
+                at=at,
+                flow_run_id=flow_run_id,
+                checks=dict(checks),
+                gateway_answer=dict(gateway_answer),
+            )
+        )
+
+
+def last_moves(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Each provider's latest failover or failback (providers never moved left out)."""
+    table = pos_failovers
+    latest = (
+        select(table)
+        .distinct(table.c.provider)
+        .order_by(table.c.provider, table.c.at.desc(), table.c.id.desc())
+    )
+    with engine.connect() as conn:
+        return {row.provider: dict(row._mapping) for row in conn.execute(latest)}
+
+
+def last_checks(engine: Engine) -> dict[tuple[str, str], dict[str, Any]]:
+    """The newest check of each (provider, target)."""
+    table = pos_health_checks
+    newest = (
+        select(table)
+        .distinct(table.c.provider, table.c.target)
+        .order_by(table.c.provider, table.c.target, table.c.checked_at.desc(), table.c.id.desc())
+    )
+    with engine.connect() as conn:
+        return {(row.provider, row.target): dict(row._mapping) for row in conn.execute(newest)}
+
+
+UPTIME_WINDOWS = {"1d": 1, "7d": 7, "30d": 30}
+"""The SLO's windows, in days: "POS Connectivity > 99% uptime"."""
+SERVICE = "service"
+"""The check of the endpoint a provider's traffic is on: what uptime is counted from."""
+
+
+@dataclass(frozen=True)
+class PosHistory:
+    """What the catalog knows of each provider beyond one sweep.
+
+    Attributes:
+        states: Every endpoint's damped state.
+        moves: Each provider's latest failover or failback.
+        uptime: Per provider, the share of good `service` checks per window (None:
+            no check in it).
+        last: The newest check per (provider, target).
+    """
+
+    states: dict[Endpoint, Damped]
+    moves: dict[str, dict[str, Any]]
+    uptime: dict[str, dict[str, float | None]]
+    last: dict[tuple[str, str], dict[str, Any]]
+
+    def failed_over(self, provider: str) -> bool:
+        """Whether the provider's last move sent it to its secondary."""
+        return self.moves.get(provider, {}).get("direction") == "failover"
+
+
+def uptimes(engine: Engine, at: datetime) -> dict[str, dict[str, float | None]]:
+    """Each provider's uptime per window before `at`, counted in the database."""
+    checks = pos_health_checks
+    found: dict[str, dict[str, float | None]] = {}
+    with engine.connect() as conn:
+        for window, days in UPTIME_WINDOWS.items():
+            rows = conn.execute(
+                select(checks.c.provider, func.avg(checks.c.ok.cast(Integer)))
+                .where(
+                    checks.c.target == SERVICE,
+                    checks.c.checked_at > at - timedelta(days=days),
+                    checks.c.checked_at <= at,
+                )
+                .group_by(checks.c.provider)
+            )
+            for provider, share in rows:
+                found.setdefault(provider, dict.fromkeys(UPTIME_WINDOWS))[window] = float(share)
+    return found
+
+
+def history(engine: Engine, at: datetime) -> PosHistory:
+    """States, last moves, uptimes and newest checks, as of `at`."""
+    return PosHistory(states(engine), last_moves(engine), uptimes(engine, at), last_checks(engine))

@@ -140,7 +140,8 @@ pos_health_checks = Table(
     Column("sweep_id", Text, nullable=False),
     Column("checked_at", DateTime(timezone=True), nullable=False),
     Column("provider", Text, nullable=False),
-    # gateway, primary, secondary, token, subscriptions or merchants
+    # gateway, primary, secondary, service (the endpoint in use), token,
+    # subscriptions or merchants
     Column("target", Text, nullable=False),
     Column("ok", Boolean, nullable=False),
     Column("http_status", Integer),
@@ -160,6 +161,24 @@ pos_endpoint_states = Table(
     Column("since", DateTime(timezone=True)),
     Column("against", Integer, nullable=False, server_default=text("0")),
     Column("last_sweep_at", DateTime(timezone=True), nullable=False),
+)
+
+pos_failovers = Table(
+    "pos_failovers",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("provider", Text, nullable=False),
+    Column(
+        "direction", Text, CheckConstraint("direction IN ('failover', 'failback')"), nullable=False
+    ),
+    Column("reason", Text, nullable=False),
+    # pos-health-sweep, or the operator who approved a manual one
+    Column("requested_by", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("flow_run_id", Text),
+    Column("checks", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    Column("gateway_answer", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    Index("pos_failovers_by_provider", "provider", "at"),
 )
 
 

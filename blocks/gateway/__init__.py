@@ -12,6 +12,8 @@ from typing import ClassVar
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, SecretStr
 
+from feedback_ops.errors import ConfigError
+
 
 class PlatformGateway(Block):
     """Where the platform's API gateway answers, and the admin token its admin API takes.
@@ -51,3 +53,16 @@ class PlatformGateway(Block):
     backoff_seconds: float = Field(
         default=1.0, ge=0, description="Wait before the second try; doubled for each next."
     )
+
+    def base_url(self) -> str:
+        """The gateway's URL without a trailing slash.
+
+        Raises:
+            ConfigError: no URL is configured; the message names GATEWAY_URL.
+        """
+        if not (self.url or "").strip():
+            raise ConfigError(
+                "GATEWAY_URL is not set: the platform gateway's base URL "
+                "(block platform-gateway, field url)"
+            )
+        return str(self.url).strip().rstrip("/")

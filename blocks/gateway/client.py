@@ -42,12 +42,7 @@ class GatewayClient:
     def __init__(
         self, gateway: PlatformGateway, sleep: Callable[[float], None] = time.sleep
     ) -> None:
-        if not (gateway.url or "").strip():
-            raise ConfigError(
-                "GATEWAY_URL is not set: the platform gateway's base URL "
-                "(block platform-gateway, field url)"
-            )
-        self.base = str(gateway.url).strip().rstrip("/")
+        self.base = gateway.base_url()
         self.endpoint = endpoint_of(self.base, what="the platform gateway", channel=CHANNEL)
         self.gateway = gateway
         self._token = gateway.admin_token.get_secret_value() if gateway.admin_token else ""

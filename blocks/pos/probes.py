@@ -178,30 +178,35 @@ def probe_shopify(providers: PosProviders, base: str) -> Probe:
     return _probe("shopify", root, providers.timeout_seconds, ask)
 
 
-def probe_zettle(providers: PosProviders, oauth_base: str) -> Probe:
-    """Zettle's OAuth host at `oauth_base`: a token by the assertion grant, then
-    `GET /users/me` with it."""
+def probe_zettle(
+    providers: PosProviders, oauth_base: str, access_token: str | None = None
+) -> Probe:
+    """Zettle's OAuth host at `oauth_base`: `GET /users/me` with `access_token` (the one
+    in use), or with a new token by the assertion grant when none is given."""
     key = reveal(providers.zettle_api_key)
     root = oauth_base.rstrip("/")
 
     def ask(timed: _Timed, endpoint: str) -> dict[str, Any]:
-        what = f"Zettle POST /token at {endpoint}"
-        form = {
-            "grant_type": JWT_BEARER,
-            "client_id": providers.zettle_client_id or "",
-            "assertion": key,
-        }
-        granted = _json(timed.send("POST", f"{root}/token", data=form), "zettle", what, [key])
-        access = str(granted.get("access_token") or "")
+        facts: dict[str, Any] = {}
+        access = access_token
+        if access is None:
+            what = f"Zettle POST /token at {endpoint}"
+            form = {
+                "grant_type": JWT_BEARER,
+                "client_id": providers.zettle_client_id or "",
+                "assertion": key,
+            }
+            granted = _json(timed.send("POST", f"{root}/token", data=form), "zettle", what, [key])
+            access = str(granted.get("access_token") or "")
+            facts["token_expires_in_seconds"] = granted.get("expires_in")
         what = f"Zettle GET /users/me at {endpoint}"
         answer = timed.send(
             "GET", f"{root}/users/me", headers={"Authorization": f"Bearer {access}"}
         )
         me = _json(answer, "zettle", what, [key, access])
-        return {
+        return facts | {
             "http_status": answer.status_code,
             "organization": me.get("organizationUuid"),
-            "token_expires_in_seconds": granted.get("expires_in"),
         }
 
     return _probe("zettle", root, providers.timeout_seconds, ask)

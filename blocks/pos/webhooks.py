@@ -1,7 +1,9 @@
 """Each POS provider's webhook subscriptions, as the provider itself reports them.
 
-- Square: `GET /v2/webhooks/subscriptions` (Bearer token, `Square-Version`), paged by
-  `cursor`.
+- Square: `GET /v2/webhooks/subscriptions?include_disabled=true` with the
+  application's personal access token (the subscriptions API takes no merchant's OAuth
+  token; the configured access token when no personal one is set) and
+  `Square-Version`, paged by `cursor`.
 - Shopify: `GET /admin/api/<version>/webhooks.json` (`X-Shopify-Access-Token`), paged
   by the `Link: <…page_info=…>; rel="next"` header.
 - Zettle: an access token from `POST oauth.zettle.com/token` (JWT-bearer grant with
@@ -96,8 +98,8 @@ def _json(response: httpx.Response, provider: str, what: str) -> Any:
 
 
 def square_subscriptions(providers: PosProviders) -> list[dict[str, Any]]:
-    """Square's webhook subscriptions, every page."""
-    token = reveal(providers.square_access_token)
+    """Square's webhook subscriptions, disabled ones included, every page."""
+    token = reveal(providers.square_personal_access_token or providers.square_access_token)
     base = providers.square_api_url.rstrip("/")
     found: list[dict[str, Any]] = []
     cursor: str | None = None
@@ -110,7 +112,7 @@ def square_subscriptions(providers: PosProviders) -> list[dict[str, Any]]:
                 f"{base}/v2/webhooks/subscriptions",
                 providers.timeout_seconds,
                 [token],
-                params={"cursor": cursor} if cursor else None,
+                params={"include_disabled": "true", **({"cursor": cursor} if cursor else {})},
                 headers={
                     "Authorization": f"Bearer {token}",
                     "Square-Version": providers.square_version,
@@ -156,30 +158,15 @@ def _next_page(link: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def zettle_subscriptions(providers: PosProviders) -> list[dict[str, Any]]:
-    """Zettle's Pusher API subscriptions of the organization the API key belongs to."""
+def zettle_subscriptions(
+    providers: PosProviders, access_token: str | None = None
+) -> list[dict[str, Any]]:
+    """Zettle's Pusher API subscriptions of the organization the API key belongs to,
+    read with `access_token` when one is given, else with a new one."""
     api_key = reveal(providers.zettle_api_key)
-    oauth = providers.zettle_oauth_url.rstrip("/")
     timeout = providers.timeout_seconds
     with http_client(timeout) as client:
-        endpoint = endpoint_of(f"{oauth}/token", what="Zettle OAuth", channel="zettle")
-        grant = _answer(
-            lambda: client.post(
-                f"{oauth}/token",
-                data={
-                    "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                    "client_id": providers.zettle_client_id or "",
-                    "assertion": api_key,
-                },
-            ),
-            "zettle",
-            "Zettle OAuth",
-            endpoint,
-            timeout,
-            [api_key],
-            ok=200,
-        )
-        token = str(_json(grant, "zettle", "Zettle OAuth").get("access_token", ""))
+        token = access_token or _zettle_grant(client, providers)
         response = _get(
             client,
             "zettle",
@@ -193,6 +180,31 @@ def zettle_subscriptions(providers: PosProviders) -> list[dict[str, Any]]:
     if not isinstance(body, list):
         raise ChannelError("zettle", "Zettle Pusher subscriptions answered with no list")
     return body
+
+
+def _zettle_grant(client: httpx.Client, providers: PosProviders) -> str:
+    """A Zettle access token by the JWT-bearer grant with the API key."""
+    api_key = reveal(providers.zettle_api_key)
+    oauth = providers.zettle_oauth_url.rstrip("/")
+    timeout = providers.timeout_seconds
+    endpoint = endpoint_of(f"{oauth}/token", what="Zettle OAuth", channel="zettle")
+    grant = _answer(
+        lambda: client.post(
+            f"{oauth}/token",
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "client_id": providers.zettle_client_id or "",
+                "assertion": api_key,
+            },
+        ),
+        "zettle",
+        "Zettle OAuth",
+        endpoint,
+        timeout,
+        [api_key],
+        ok=200,
+    )
+    return str(_json(grant, "zettle", "Zettle OAuth").get("access_token", ""))
 
 
 READERS = {

@@ -107,3 +107,36 @@ def test_progress_cost_benchmark_prints_both_shares(
     for step in (r"dump at 200 MB/s", "database restore"):
         share = re.search(rf"{step}:\s+([\d.]+) % of its time", out.stdout)
         assert share and 0 < float(share.group(1)) < 100, out.stdout
+
+
+@pytest.mark.timeout(120)
+def test_pos_sweep_benchmark_prints_its_figures(pg_admin_url: str) -> None:
+    """300 connections: every figure printed, none over the fake's in-flight limit, and
+    the run's own checks (each connection asked once, every status as planted) pass.
+
+    The ratio's floor is loosened: the sweep's fixed start-up (a TLS context, the first
+    connections) is a large share of half a second, and other tests share the CPU."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "pos_sweep.py"),
+            "--connections",
+            "300",
+            "--max-ratio",
+            "3",
+            "--admin-url",
+            pg_admin_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    ratio = re.search(r"ratio wall/ideal:\s+([\d.]+)", out.stdout)
+    rss = re.search(r"sweep peak RSS:\s+(\d+) MB", out.stdout)
+    rate = re.search(r"requests/s:\s+(\d+)", out.stdout)
+    assert ratio and 1 <= float(ratio.group(1)) <= 3, out.stdout
+    assert rss and 0 < int(rss.group(1)) <= 300, out.stdout
+    assert rate and int(rate.group(1)) > 0, out.stdout
+    assert re.search(r"over limit:\s+0 ", out.stdout), out.stdout

@@ -8,11 +8,22 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from blocks import PostgresDatabase
 from blocks.catalog import opened
-from blocks.catalog.pos_health import Check, advance_states, record_checks, states, uptime
+from blocks.catalog.pos_health import (
+    KEEP_CHECKS,
+    SERVICE,
+    Check,
+    advance_states,
+    record_checks,
+    record_move,
+    states,
+    uptime,
+    uptimes,
+)
+from blocks.catalog.pos_health import history as history_of
 from policy.calendar import STOCKHOLM
 from policy.pos_health import Damped, EndpointState
 
@@ -86,3 +97,47 @@ def test_checks_are_recorded_and_uptime_is_counted_since_a_moment(catalog: Engin
     assert uptime(catalog, "zettle", "primary", START + SWEEP) == 1.0
     assert uptime(catalog, "zettle", "secondary", START) is None
     assert uptime(catalog, "square", "primary", START) is None
+
+
+def test_checks_older_than_the_slo_windows_are_dropped(catalog: Engine) -> None:
+    old = START - KEEP_CHECKS - SWEEP
+    record_checks(catalog, "sweep-old", [Check("square", SERVICE, False, old)])
+    record_checks(catalog, "sweep-kept", [Check("square", SERVICE, True, START - SWEEP)])
+    assert uptimes(catalog, START)["square"]["30d"] == 1.0  # the old one is outside anyway
+
+    record_checks(catalog, "sweep-new", [Check("square", SERVICE, True, START)])
+
+    with catalog.connect() as conn:
+        kept = conn.execute(text("SELECT sweep_id FROM ops.pos_health_checks ORDER BY id")).all()
+    assert [row.sweep_id for row in kept] == ["sweep-kept", "sweep-new"]
+
+
+def test_history_gives_each_providers_last_move_and_uptime_per_window(catalog: Engine) -> None:
+    record_checks(
+        catalog,
+        "sweep-1",
+        [
+            Check("shopify", SERVICE, False, START - dt.timedelta(days=3)),
+            Check("shopify", SERVICE, True, START - dt.timedelta(hours=2)),
+            Check("shopify", SERVICE, True, START - dt.timedelta(hours=1)),
+        ],
+    )
+    for n, direction in enumerate(("failover", "failback", "failover")):
+        record_move(
+            catalog,
+            provider="shopify",
+            direction=direction,
+            reason=f"move {n}",
+            requested_by="pos-health-sweep",
+            at=START - dt.timedelta(hours=3 - n),
+            flow_run_id=None,
+            checks={"n": n},
+            gateway_answer={"active_endpoint": "secondary"},
+        )
+
+    history = history_of(catalog, START)
+
+    assert history.failed_over("shopify") and not history.failed_over("square")
+    assert history.moves["shopify"]["reason"] == "move 2"
+    assert history.uptime["shopify"] == {"1d": 1.0, "7d": 2 / 3, "30d": 2 / 3}
+    assert history.last[("shopify", SERVICE)]["ok"] is True

@@ -58,6 +58,7 @@ def test_a_new_database_gets_every_table_then_nothing_more(db_factory: Callable[
         "table ops.alerts",
         "table ops.backup_records",
         "table ops.pos_endpoint_states",
+        "table ops.pos_failovers",
         "table ops.pos_health_checks",
     ]
     assert "verify_status" in columns(url, "backup_records")
@@ -82,6 +83,7 @@ def test_a_first_release_catalog_gains_the_new_columns_tables_and_keeps_its_rows
         "table ops.alert_deliveries",
         "table ops.alerts",
         "table ops.pos_endpoint_states",
+        "table ops.pos_failovers",
         "table ops.pos_health_checks",
     ]
     with psycopg.connect(url) as conn:

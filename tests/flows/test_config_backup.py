@@ -31,6 +31,7 @@ from support.pos_fakes import (
     JWT_BEARER,
     SHOPIFY_TOKEN,
     SHOPIFY_WEBHOOKS,
+    SQUARE_PAT,
     SQUARE_SUBSCRIPTIONS,
     SQUARE_TOKEN,
     ZETTLE_API_KEY,
@@ -255,9 +256,10 @@ def test_pos_bundle_holds_the_rows_and_every_page_of_every_provider_with_secrets
     assert [(r.method, r.path) for r in square] == [
         ("GET", "/square/v2/webhooks/subscriptions")
     ] * 2
-    assert square[0].query == {} and set(square[1].query) == {"cursor"}
+    assert square[0].query == {"include_disabled": "true"}
+    assert set(square[1].query) == {"include_disabled", "cursor"}
     for request in square:
-        assert request.headers["authorization"] == f"Bearer {SQUARE_TOKEN}"
+        assert request.headers["authorization"] == f"Bearer {SQUARE_PAT}"
         assert request.headers["square-version"] == SQUARE_VERSION
         assert "x-shopify-access-token" not in request.headers
     shopify = pos_fake.requests("/shopify/")
@@ -356,7 +358,7 @@ def test_a_rejected_square_token_fails_at_once_with_the_providers_reason(
         save_blocks,
         DATABASE_URL=platform_db,
         BACKUP_URL=f"file://{store}",
-        **pos_fake.env() | {"SQUARE_ACCESS_TOKEN": wrong_token},
+        **pos_fake.env() | {"SQUARE_PERSONAL_ACCESS_TOKEN": wrong_token},
     )
 
     state = pos_config_backup(**params, return_state=True)

@@ -95,6 +95,15 @@ class GatewayFake(LoopbackService):
                 Scripted(method, path, status, times, retry_after, html, delay_seconds)
             )
 
+    def reset(self) -> None:
+        """Forget requests and scripts; every provider healthy on its primary again."""
+        with self._lock:
+            self._requests.clear()
+            self._scripted.clear()
+            self.active_endpoint = dict.fromkeys(PROVIDERS, "primary")
+            self.maintenance = None
+            self.pos_health = {p: {"provider": p, "healthy": True} for p in PROVIDERS}
+
     def requests(self, path: str = "") -> list[GatewayRequest]:
         """The recorded requests whose path starts with `path`, oldest first."""
         with self._lock:

@@ -30,6 +30,19 @@ def test_the_daily_backup_is_deployed() -> None:
     assert flows_by_name() == {spec.flow_name: spec.flow for spec in SPECS}
 
 
+def test_the_pos_sweep_runs_every_five_minutes_one_at_a_time_never_queued() -> None:
+    [spec] = [s for s in SPECS if s.flow_name == "pos-health-sweep"]
+    runner = spec.to_runner()
+
+    assert spec.full_name == "pos-health-sweep/every-5-minutes"
+    assert [s.schedule.cron for s in runner.schedules] == ["*/5 * * * *"]
+    limit = runner.concurrency_options
+    assert runner.concurrency_limit == 1
+    assert limit is not None and limit.collision_strategy == "CANCEL_NEW"
+    others = [s.to_runner() for s in SPECS if s is not spec]
+    assert all(r.concurrency_limit is None for r in others)
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=[s.full_name for s in SPECS])
 def test_deployment_becomes_a_runner_deployment(spec: DeploymentSpec) -> None:
     runner = spec.to_runner()
@@ -130,5 +143,9 @@ def test_every_task_has_a_limit_and_the_shared_retry_policy(where: str, task: Ta
     assert task.retry_condition_fn is tasks.retry_if_transient
     if task.retries:
         assert task.retries == tasks.RETRIES
-        assert task.retry_delay_seconds in (tasks.RETRY_DELAYS, tasks.ALERT_RETRY_DELAYS)
+        assert task.retry_delay_seconds in (
+            tasks.RETRY_DELAYS,
+            tasks.ALERT_RETRY_DELAYS,
+            tasks.SWEEP_RETRY_DELAYS,
+        )
     assert task.cache_policy is NO_CACHE

@@ -88,7 +88,10 @@ def test_every_flows_defaults_pass_the_cli_check() -> None:
     from deployments import flows_by_name
     from feedback_ops.cli import check_parameters
 
-    required = {"alert-acknowledge": {"dedup_key": "database-backup:platform-postgres"}}
+    required = {
+        "alert-acknowledge": {"dedup_key": "database-backup:platform-postgres"},
+        "pos-failover": {"provider": "square", "reason": "primary_endpoint_down"},
+    }
     for name, flow in flows_by_name().items():
         given = required.get(name, {})
         assert check_parameters(flow, given) == given, name
