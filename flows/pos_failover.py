@@ -23,13 +23,17 @@ from blocks.catalog.pos_health import PosHistory
 from blocks.names import ALERT_CHANNELS_BLOCK, GATEWAY_BLOCK, OPS_DATABASE_BLOCK
 from feedback_ops.errors import OpsError
 from flows.alert_steps import AlertTargets
+from flows.locks import system_lock
 from flows.parameters import ApprovalSeconds, BlockName, Direction, Provider, Reason
 from flows.pos_alerts import PosAlerts
+from flows.pos_health_sweep import SWEEP_LOCK
 from policy.periods import Period, clock_period
 from policy.pos_health import Move
 from tasks.catalog import read_pos_history, record_pos_move
 from tasks.pos import Finding, move_pos_traffic, read_gateway_pos_health
 
+MOVE_LOCK_WAIT_SECONDS = 300
+"""A sweep takes well under a minute; the move waits for one that is running."""
 APPROVAL_POLL_SECONDS = 2
 """How soon an approved run goes on: it asks the API this often whether it was resumed."""
 
@@ -116,18 +120,20 @@ def pos_failover(
         reason if move is Move.FAILOVER or reason.startswith("failback") else f"failback: {reason}"
     )
     seen: dict[str, Any] = view.detail | {"ok": view.ok, "error": view.error}
-    gateway_answer = move_pos_traffic(gateway, provider, said)
-    record_pos_move(
-        ops_db,
-        provider=provider,
-        direction=direction,
-        reason=said,
-        requested_by=decided_by,
-        at=datetime.now(UTC),
-        flow_run_id=flow_run.get_id(),
-        checks={"gateway": seen},
-        gateway_answer=gateway_answer,
-    )
+    # Under the sweep's lock: a sweep running now would decide on what it saw before.
+    with system_lock(SWEEP_LOCK, timeout_seconds=MOVE_LOCK_WAIT_SECONDS):
+        gateway_answer = move_pos_traffic(gateway, provider, said)
+        record_pos_move(
+            ops_db,
+            provider=provider,
+            direction=direction,
+            reason=said,
+            requested_by=decided_by,
+            at=datetime.now(UTC),
+            flow_run_id=flow_run.get_id(),
+            checks={"gateway": seen},
+            gateway_answer=gateway_answer,
+        )
     alerts = PosAlerts(datetime.now(UTC), AlertTargets(ops_database_block, alert_channels_block))
     alerts.moved(provider, move, f"{said} (manual, approved by {decided_by})", {"gateway": seen})
     return FailoverResult(

@@ -1,8 +1,9 @@
 """A real HTTP server on loopback that answers like Square, Shopify and Zettle.
 
 `PosFake` is one FastAPI app served by uvicorn in a thread. It speaks the parts of the
-providers' APIs that `tasks/pos_webhooks.py` reads, with their real authentication and
-error shapes, under one path prefix per provider so that a single base URL serves all:
+providers' APIs that the clients under `blocks/pos/` call, with their real
+authentication and error shapes, under one path prefix per provider so that a single
+base URL serves all:
 
 - Square (`/square`): `GET /v2/webhooks/subscriptions`, `Authorization: Bearer <token>`
   and `Square-Version`, paged by `cursor` (3 subscriptions over 2 pages). A wrong or
