@@ -23,12 +23,13 @@ reason, a log line or a repr.
 
 The three providers are checked at once, each by `merchant_concurrency` workers. A
 worker has one request in flight at a time, on the provider's pool of as many keep-alive
-connections (aiohttp, see the transport's section for why not httpx), and takes the
-provider's next connection when it is done: at most that many requests are ever in
-flight per provider. A throttled worker waits out its backoff in its place and
-sends nothing meanwhile, so the wait never lets another request in, and a worker per
-slot (not a task per connection behind a semaphore) keeps 10,000 connections to a few
-dozen tasks.
+connections, and takes the provider's next connection when it is done: at most that many
+requests are ever in flight per provider. The client is aiohttp, not the project's
+httpx: httpx's anyio layer was measured too slow for the sweep's 600 requests a second
+on one core (see the transport's section). A throttled worker waits out its backoff in
+its place and sends nothing meanwhile, so the wait never lets another request in, and a
+worker per slot (not a task per connection behind a semaphore) keeps 10,000 connections
+to a few dozen tasks.
 """
 
 from __future__ import annotations
@@ -482,7 +483,7 @@ def _session(width: int, timeout: float, tls: ssl.SSLContext) -> aiohttp.ClientS
 async def _send(
     session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str], body: bytes
 ) -> httpx.Response:
-    """One request; the answer as an `httpx.Response`.
+    """One request; the answer as an `httpx.Response` (its body decoded, at most 1 MiB).
 
     Raises:
         httpx.TransportError: no connection, no answer in time, or a dropped one.
@@ -492,26 +493,39 @@ async def _send(
         async with session.request(
             method, url, headers=headers, data=body or None, allow_redirects=False
         ) as answer:
-            content = await answer.content.read(_ANSWER_LIMIT + 1)
-            if len(content) > _ANSWER_LIMIT:
+            if (answer.content_length or 0) > _ANSWER_LIMIT:
                 raise httpx.DecodingError(f"answered more than {_ANSWER_LIMIT >> 20} MiB")
+            # `read(n)` gives what has arrived so far: a body in several segments (a TLS
+            # record each, say) takes several reads, until its end or past the limit.
+            content = b""
+            while chunk := await answer.content.read(_ANSWER_LIMIT + 1 - len(content)):
+                content += chunk
+                if len(content) > _ANSWER_LIMIT:
+                    raise httpx.DecodingError(f"answered more than {_ANSWER_LIMIT >> 20} MiB")
             kept = [
                 (name, value)
                 for name, value in answer.raw_headers
                 if name.decode("latin-1").lower() not in _DECODED
             ]
-            return httpx.Response(answer.status, headers=kept, content=content)
+            return httpx.Response(
+                answer.status,
+                headers=kept,
+                content=content,
+                request=httpx.Request(method, url),
+            )
     except aiohttp.ConnectionTimeoutError:
         raise httpx.ConnectTimeout("no connection in time") from None
-    except (aiohttp.SocketTimeoutError, TimeoutError):
+    except TimeoutError:  # aiohttp's read timeout (SocketTimeoutError) is one
         raise httpx.ReadTimeout("no answer in time") from None
     except aiohttp.ClientConnectorCertificateError as exc:
         raise httpx.ConnectError("could not connect") from exc.certificate_error
     except aiohttp.ClientConnectorError as exc:
         raise httpx.ConnectError("could not connect") from exc.os_error
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+    except (aiohttp.ClientConnectionError, OSError) as exc:
+        # Closed, reset or lost before the answer was complete.
         raise httpx.RemoteProtocolError("the server closed the connection") from exc
-    except (aiohttp.ClientResponseError, aiohttp.ClientPayloadError) as exc:
+    except aiohttp.ClientError as exc:
+        # A status line, header or body aiohttp's parser refuses.
         raise httpx.DecodingError("answered something that is not HTTP/1.1") from exc
 
 

@@ -6,7 +6,6 @@ provider asks, a failure as a one-line finding, and never a token in sight."""
 from __future__ import annotations
 
 import asyncio
-import gzip
 import itertools
 import json
 import re
@@ -526,10 +525,11 @@ def test_a_query_missing_columns_is_a_one_line_error(platform_db: str) -> None:
     )
 
 
-# --- the HTTP client, on the wire -------------------------------------------------------------
-# A TCP server that reads each request and writes what a test scripts, byte for byte:
-# what the fake's uvicorn never sends (chunks, interim answers, gzip, a closed idle
-# connection, something that is not HTTP), as a provider or a proxy in front of it may.
+# --- what the fake never sends -------------------------------------------------------------
+# A TCP server that reads each request and writes what a test scripts, byte for byte: what
+# the fake's uvicorn never does (drop a connection, answer in slow pieces, something that
+# is not HTTP, far too much), as a provider or a proxy in front of it may. How HTTP is read
+# (chunks, gzip, keep-alive) is aiohttp's, and not tested here.
 
 STATUS_JSON = json.dumps({"expires_at": FAR, "merchant_id": "M1"}).encode()
 
@@ -543,10 +543,19 @@ def answer(body: bytes = STATUS_JSON, *extra: str, status: str = "200 OK") -> by
 
 class RawServer:
     """Answers the n-th request on a connection with `script(n)`: bytes to write, or
-    bytes and then the connection closed (`(bytes, True)`)."""
+    bytes and then the connection closed (`(bytes, True)`); with `pause`, in pieces of
+    `piece` bytes that far apart."""
 
-    def __init__(self, script: Callable[[int], bytes | tuple[bytes, bool]]) -> None:
+    def __init__(
+        self,
+        script: Callable[[int], bytes | tuple[bytes, bool]],
+        *,
+        pause: float = 0.0,
+        piece: int = 16,
+    ) -> None:
         self.script = script
+        self.pause = pause
+        self.piece = piece
         self.connections = 0
         self.requests = 0
 
@@ -560,9 +569,15 @@ class RawServer:
                 self.requests += 1
                 scripted = self.script(n)
                 data, close = scripted if isinstance(scripted, tuple) else (scripted, False)
-                for piece in (data[:7], data[7:40], data[40:]):  # in pieces, if it can
+                if self.pause:
+                    pieces = [data[i : i + self.piece] for i in range(0, len(data), self.piece)]
+                else:
+                    pieces = [data[:7], data[7:40], data[40:]]  # in pieces, if it can
+                for piece in pieces:
                     writer.write(piece)
                     await writer.drain()
+                    if self.pause:
+                        await asyncio.sleep(self.pause)
                 if close:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -596,47 +611,6 @@ def check_raw(
     return asyncio.run(run())
 
 
-def test_one_keep_alive_connection_carries_a_workers_requests() -> None:
-    server = RawServer(lambda n: answer())
-    checks = check_raw(server, 3)
-    assert [(c.status, c.attempts) for c in checks] == [("ok", 1)] * 3
-    assert (server.connections, server.requests) == (1, 3)
-
-
-def test_chunks_after_an_interim_answer() -> None:
-    chunked = (
-        b"HTTP/1.1 100 Continue\r\n\r\n"
-        + answer(b"", "Transfer-Encoding: chunked")
-        + b"10;ext=1\r\n"
-        + STATUS_JSON[:16]
-        + b"\r\n"
-        + f"{len(STATUS_JSON) - 16:x}\r\n".encode()
-        + STATUS_JSON[16:]
-        + b"\r\n0\r\nX-Trailer: yes\r\n\r\n"
-    )
-    server = RawServer(lambda n: chunked)
-    checks = check_raw(server, 2)
-    assert [(c.status, c.token_expires_at) for c in checks] == [
-        ("ok", datetime(2027, 9, 1, tzinfo=UTC))
-    ] * 2
-    assert server.connections == 1
-
-
-def test_an_answer_ended_by_closing_the_connection() -> None:
-    unframed = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + STATUS_JSON
-    server = RawServer(lambda n: (unframed, True))
-    checks = check_raw(server, 2)
-    assert [(c.status, c.attempts) for c in checks] == [("ok", 1)] * 2
-    assert server.connections == 2
-
-
-def test_connection_close_is_honoured() -> None:
-    server = RawServer(lambda n: answer(STATUS_JSON, "Connection: close"))
-    checks = check_raw(server, 3)
-    assert {c.status for c in checks} == {"ok"}
-    assert server.connections == 3
-
-
 def test_an_idle_connection_the_server_closed_is_reopened() -> None:
     """The server closes after each answer without saying so, as one whose keep-alive
     timeout passed does: a request that meets the closed connection is sent again on a
@@ -648,11 +622,36 @@ def test_an_idle_connection_the_server_closed_is_reopened() -> None:
     assert server.connections == server.requests >= 3
 
 
-def test_a_gzip_body_is_read() -> None:
-    body = gzip.compress(STATUS_JSON)
-    server = RawServer(lambda n: answer(body, "Content-Encoding: gzip"))
-    (result,) = check_raw(server)
-    assert result.status == "ok"
+def test_an_answer_in_slow_pieces_is_read_whole() -> None:
+    """Headers and body in 16-byte pieces 5 ms apart, as a slow link or TLS records
+    deliver them: the body is read to its end, not to the first piece."""
+    server = RawServer(lambda n: answer(), pause=0.005)
+    checks = check_raw(server, 2)
+    assert [(c.status, c.token_expires_at) for c in checks] == [
+        ("ok", datetime(2027, 9, 1, tzinfo=UTC))
+    ] * 2
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_huge_answer_is_cut_off_and_failing_at_once(framing: str) -> None:
+    """2 MiB for a token's status: read no further than 1 MiB, whether the length is
+    announced (not read at all) or not (chunks until past the limit)."""
+    body = b'{"pad": "' + b"x" * (2 << 20) + b'"}'
+    if framing == "chunked":
+        step = 64 << 10
+        chunks = b"".join(
+            f"{len(body[i : i + step]):x}\r\n".encode() + body[i : i + step] + b"\r\n"
+            for i in range(0, len(body), step)
+        )
+        data = answer(b"", "Transfer-Encoding: chunked") + chunks + b"0\r\n\r\n"
+    else:
+        data = answer(body)
+    (result,) = check_raw(RawServer(lambda n: data))
+    assert (result.status, result.attempts, result.http_status) == ("failing", 1, None)
+    assert re.fullmatch(
+        r"Square POST /oauth2/token/status at 127\.0\.0\.1:\d+ answered more than 1 MiB",
+        result.reason or "",
+    ), result.reason
 
 
 def test_something_that_is_not_http_is_failing_at_once() -> None:
