@@ -1,6 +1,7 @@
-"""The POS providers: the block (where Square, Shopify and Zettle are, how to log in) and
-the clients that read what each has configured (`webhooks`) and how each answers
-(`probes`)."""
+"""The POS providers: the block (where Square, Shopify and Zettle are, how to log in,
+what the platform expects of them) and the clients that read what each has configured
+(`webhooks`, `subscriptions`), how each answers (`probes`), renew the platform's tokens
+(`tokens`) and check every merchant's connection (`merchants`)."""
 
 from __future__ import annotations
 
@@ -38,10 +39,13 @@ elsewhere edits the block's query; it must give these columns."""
 
 
 class PosProviders(Block):
-    """Credentials for the POS providers' APIs, to read what each has configured.
+    """Credentials for the POS providers' APIs, their primary and secondary endpoints,
+    the webhooks the platform expects of each, and the query that finds the merchants'
+    connections in the platform's database.
 
     A provider without credentials is not configured: flows that read providers say
-    so and skip it. The API URLs default to the providers' production endpoints.
+    so and skip it. The API URLs default to the providers' production endpoints; without
+    a secondary endpoint a provider has nothing to fail over to.
 
     Example:
         Load the providers saved by `feedback-ops up`:
