@@ -35,7 +35,7 @@ from blocks.names import (
     POS_TOKENS_BLOCK,
     REDIS_BLOCK,
 )
-from blocks.pos import PROVIDERS, reveal
+from blocks.pos import PROVIDERS, provider_time, reveal
 from blocks.pos.merchants import MerchantCheck
 from blocks.pos.probes import Probe
 from blocks.pos.subscriptions import check_subscriptions, expected_events, webhook_base
@@ -81,6 +81,7 @@ from tasks.pos import (
 SWEEP_LOCK = "pos-health-sweep"
 LATE_AFTER = timedelta(minutes=4)
 """A scheduled sweep starting this late is skipped: the next one is due within a minute."""
+MERCHANT_STATES = ("ok", "at_risk", "failing")
 LISTED_MERCHANTS = 50
 """Merchants at risk or failing listed by name in the artifact (all are counted)."""
 
@@ -131,6 +132,8 @@ class _Provider:
     token_ok: bool = True
     subscriptions: str = "not checked"
     subscriptions_ok: bool = True
+    merchants: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MERCHANT_STATES, 0))
+    """Its merchants' connections by status."""
     checks: list[Check] = field(default_factory=list)
 
 
@@ -245,7 +248,7 @@ def _sweep(
     for provider in seen.values():
         failed_over = _failed_over(provider, history)
         reports[provider.name] = _decide(
-            provider, damped, failed_over, history, merchant_checks, gateway, ops_db, alerts, at
+            provider, damped, failed_over, history, gateway, ops_db, alerts, at
         )
     record_pos_checks(ops_db, sweep_id, [c for p in seen.values() for c in p.checks])
 
@@ -366,8 +369,7 @@ def _square_token(
     """Refresh the Square token with fewer than 7 days left; alert when that fails or
     the token has expired."""
     facts = next((p.facts for p in square.probes.values() if p is not None and p.ok), {})
-    expires_text = facts.get("token_expires_at")
-    expires = datetime.fromisoformat(expires_text) if expires_text else tokens.square_expires_at
+    expires = provider_time(facts.get("token_expires_at")) or tokens.square_expires_at
     primary = square.probes.get("primary")
     rejected = primary is not None and primary.http_status == 401
     if not rejected and not square_needs_refresh(expires, at):
@@ -480,7 +482,8 @@ def _merchant_results(
         mine = [c for c in checks if c.provider == provider.name]
         if not mine:
             continue
-        counts = {s: sum(c.status == s for c in mine) for s in ("ok", "at_risk", "failing")}
+        counts = {s: sum(c.status == s for c in mine) for s in MERCHANT_STATES}
+        provider.merchants = counts
         trouble = [_merchant_row(c) for c in mine if c.status != "ok"][:LISTED_MERCHANTS]
         provider.checks.append(
             Check(
@@ -508,7 +511,6 @@ def _decide(
     damped: dict[tuple[str, str], Damped],
     failed_over: bool,
     history: PosHistory,
-    merchants: list[MerchantCheck],
     gateway: PlatformGateway,
     ops_db: PostgresDatabase,
     alerts: PosAlerts,
@@ -516,8 +518,7 @@ def _decide(
 ) -> ProviderReport:
     """Fail over, fail back or neither; the provider's row of the report."""
     name = provider.name
-    mine = [m for m in merchants if m.provider == name]
-    counts = {s: sum(m.status == s for m in mine) for s in ("ok", "at_risk", "failing")}
+    counts = provider.merchants
     report = ProviderReport(
         provider=name,
         configured=provider.configured,

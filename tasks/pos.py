@@ -16,7 +16,7 @@ from typing import Any
 
 from blocks.gateway import PlatformGateway
 from blocks.gateway.client import GatewayClient
-from blocks.pos import PosProviders, reveal
+from blocks.pos import PosProviders
 from blocks.pos.merchants import MerchantCheck, check_all, read_connections
 from blocks.pos.probes import Probe, probe_shopify, probe_square, probe_zettle
 from blocks.pos.subscriptions import Created, create_zettle_subscription
@@ -210,11 +210,6 @@ def move_pos_traffic(gateway: PlatformGateway, provider: str, reason: str) -> di
     step does not, so one decision is one request."""
     with GatewayClient(gateway) as client:
         return client.pos_failover(provider, reason)
-
-
-def token_text(tokens: PosTokens) -> str | None:
-    """The Zettle access token in use, for the steps that call Zettle with it."""
-    return reveal(tokens.zettle_access_token) or None
 
 
 __all__ = [

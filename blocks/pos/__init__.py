@@ -5,13 +5,27 @@ what the platform expects of them) and the clients that read what each has confi
 
 from __future__ import annotations
 
-from typing import ClassVar
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, SecretStr
 
 PROVIDERS = ("square", "shopify", "zettle")
 """The POS providers the platform integrates, by the names its gateway uses."""
+
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+"""Zettle's grant: an access token for the API key, sent as the assertion."""
+
+
+def provider_time(value: Any) -> datetime | None:
+    """A timezone-aware datetime from a provider's answer or a stored column (an ISO
+    text or a datetime; naive ones are UTC); None for none or empty."""
+    if value is None or value == "":
+        return None
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip())
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def reveal(secret: SecretStr | None) -> str:

@@ -59,7 +59,7 @@ from blocks.channels.base import (
     status_error,
     transport_error,
 )
-from blocks.pos import PROVIDERS, PosProviders
+from blocks.pos import PROVIDERS, PosProviders, provider_time
 from feedback_ops.errors import ConfigError
 
 Status = Literal["ok", "at_risk", "failing"]
@@ -169,7 +169,7 @@ def read_connections(engine: Engine, query: str) -> list[Connection]:
                 shop_domain=(str(row["shop_domain"]).strip() or None)
                 if row["shop_domain"] is not None
                 else None,
-                token_expires_at=_as_datetime(row["token_expires_at"]),
+                token_expires_at=provider_time(row["token_expires_at"]),
             )
             for row in result.mappings()
         ]
@@ -394,7 +394,7 @@ class _Asker:
         if self.provider == "square":
             # Square knows best; a token without `expires_at` does not expire.
             try:
-                expires = _as_datetime(body.get("expires_at") or None)
+                expires = provider_time(body.get("expires_at") or None)
             except (TypeError, ValueError):
                 reason = f"{what} gave an expires_at that is not a date"
                 return _check(connection, "failing", status, reason, None, started, attempts)
@@ -440,14 +440,6 @@ def _check(
 def _failing(connection: Connection, reason: str) -> MerchantCheck:
     """A connection that was not asked about at all."""
     return _check(connection, "failing", None, reason, None, time.perf_counter(), 0)
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    """A timezone-aware datetime from a column or an answer (naive ones are UTC)."""
-    if value is None or value == "":
-        return None
-    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip())
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 # --- the transport: aiohttp ---------------------------------------------------------------

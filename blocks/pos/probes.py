@@ -33,9 +33,7 @@ from blocks.channels.base import (
     status_error,
     transport_error,
 )
-from blocks.pos import PosProviders, reveal
-
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+from blocks.pos import JWT_BEARER, PosProviders, provider_time, reveal
 
 
 @dataclass(frozen=True)
@@ -215,8 +213,8 @@ def probe_zettle(
 def _expiry(expires_at: Any, now: datetime | None) -> dict[str, Any]:
     """`token_expires_at` and `token_days_left` from Square's `expires_at` (empty when
     the token never expires)."""
-    if not expires_at:
+    when = provider_time(expires_at)
+    if when is None:
         return {"token_expires_at": None, "token_days_left": None}
-    when = datetime.fromisoformat(str(expires_at).replace("Z", "+00:00"))
     left = (when - (now or datetime.now(UTC))).total_seconds() / 86400
     return {"token_expires_at": when.isoformat(), "token_days_left": round(left, 2)}

@@ -20,20 +20,19 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, SecretStr
 
 from blocks.channels.base import ChannelError
-from blocks.pos import PosProviders, reveal
+from blocks.pos import JWT_BEARER, PosProviders, provider_time, reveal
 from blocks.pos.calls import post_json
 from feedback_ops.errors import ConfigError
 
 SQUARE_REFRESH_WITHIN = timedelta(days=7)
 ZETTLE_RENEW_WITHIN = timedelta(minutes=15)
 """A sweep every 5 minutes renews a 2-hour token at least twice before it ends."""
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 class PosTokens(Block):
@@ -161,7 +160,7 @@ def refresh_square(providers: PosProviders, tokens: PosTokens, now: datetime) ->
         update={
             "square_access_token": SecretStr(access),
             "square_refresh_token": SecretStr(str(answer.get("refresh_token") or refresh_text)),
-            "square_expires_at": _parse_time(expires) if expires else None,
+            "square_expires_at": provider_time(expires),
             "square_replaces": fingerprint(providers.square_access_token),
         }
     )
@@ -206,7 +205,3 @@ def renew_zettle(providers: PosProviders, tokens: PosTokens, now: datetime) -> P
             "zettle_expires_at": now + timedelta(seconds=seconds),
         }
     )
-
-
-def _parse_time(text: Any) -> datetime:
-    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))

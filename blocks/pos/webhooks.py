@@ -32,7 +32,7 @@ from blocks.channels.base import (
     status_error,
     transport_error,
 )
-from blocks.pos import PosProviders, reveal
+from blocks.pos import JWT_BEARER, PosProviders, reveal
 from feedback_ops.errors import OpsError
 
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
@@ -192,7 +192,7 @@ def _zettle_grant(client: httpx.Client, providers: PosProviders) -> str:
         lambda: client.post(
             f"{oauth}/token",
             data={
-                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "grant_type": JWT_BEARER,
                 "client_id": providers.zettle_client_id or "",
                 "assertion": api_key,
             },

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -27,6 +26,7 @@ from support.pos_fakes import (
     ZETTLE_OAUTH_PREFIX,
     MerchantToken,
     PosFake,
+    providers_of,
 )
 from support.receivers import make_certificates
 
@@ -42,7 +42,6 @@ from blocks.pos.merchants import (
 )
 from blocks.postgres import PostgresDatabase
 from blocks.postgres.client import engine_for
-from feedback_ops.config import blocks_from_env
 from feedback_ops.errors import ConfigError
 
 NOW = datetime(2027, 3, 10, 8, 0, tzinfo=UTC)
@@ -66,12 +65,6 @@ def served() -> Iterator[PosFake]:
 def fake(served: PosFake) -> PosFake:
     served.reset()
     return served
-
-
-def providers_of(fake: PosFake, **override: Any) -> PosProviders:
-    providers = blocks_from_env(fake.env())["pos-providers"]
-    assert isinstance(providers, PosProviders)
-    return providers.model_copy(update=override)
 
 
 def token_of(provider: str, n: int) -> str:

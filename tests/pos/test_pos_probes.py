@@ -21,11 +21,10 @@ from support.pos_fakes import (
     ZETTLE_OAUTH_PREFIX,
     ZETTLE_ORGANIZATION,
     PosFake,
+    providers_of,
 )
 
-from blocks.pos import PosProviders
 from blocks.pos.probes import probe_shopify, probe_square, probe_zettle
-from feedback_ops.config import blocks_from_env
 
 NOW = datetime(2027, 3, 10, 8, 0, tzinfo=UTC)
 
@@ -40,12 +39,6 @@ def served() -> Iterator[PosFake]:
 def fake(served: PosFake) -> PosFake:
     served.reset()
     return served
-
-
-def providers_of(fake: PosFake, **override: Any) -> PosProviders:
-    providers = blocks_from_env(fake.env())["pos-providers"]
-    assert isinstance(providers, PosProviders)
-    return providers.model_copy(update=override)
 
 
 def no_secret_in(text: str | None) -> None:

@@ -51,6 +51,8 @@ from urllib.parse import parse_qs, parse_qsl
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from blocks.pos import PosProviders
+from feedback_ops.config import blocks_from_env
 from support.asgi_server import LoopbackService
 
 SQUARE_PREFIX = "/square"
@@ -849,3 +851,10 @@ class MerchantToken:
     expires_at: str | None = None
     revoked: bool = False
     merchant_id: str | None = None
+
+
+def providers_of(fake: PosFake, **override: Any) -> PosProviders:
+    """The POS providers block the environment of `fake` describes, with `override`."""
+    providers = blocks_from_env(fake.env())["pos-providers"]
+    assert isinstance(providers, PosProviders)
+    return providers.model_copy(update=override)
