@@ -24,6 +24,7 @@ from blocks.channels import (
 from blocks.encryption import ConfigBackupKey
 from blocks.gateway import PlatformGateway
 from blocks.pos import PosProviders
+from blocks.pos.deliveries import WebhookDeliveries
 from blocks.pos.tokens import PosTokens
 from blocks.postgres import PostgresDatabase
 from blocks.redis import RedisServer
@@ -77,6 +78,7 @@ __all__ = [
     "RedisServer",
     "SlackAlerts",
     "SmsAlerts",
+    "WebhookDeliveries",
     "load_block",
     "run_only_blocks",
 ]

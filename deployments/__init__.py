@@ -26,6 +26,8 @@ from flows.pos_failover import pos_failover
 from flows.pos_health_sweep import pos_health_sweep
 from flows.redis_restore import redis_restore
 from flows.redis_snapshot import redis_snapshot
+from flows.webhook_reconciliation import webhook_reconciliation
+from flows.webhook_replay import webhook_replay
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,14 @@ def all_deployments() -> list[DeploymentSpec]:
             tags=("pos", "runbook:pos-provider-connection-issues"),
             skip_while_running=True,
         ),
+        DeploymentSpec(
+            webhook_reconciliation,
+            "every-15-minutes",
+            # Scheduled runs replay; a run started by hand is a dry run unless told.
+            (every_minutes(15, parameters={"dry_run": False}),),
+            tags=("pos", "webhooks", "runbook:pos-provider-connection-issues"),
+            skip_while_running=True,
+        ),
         # Manual: the UI's Run button with the alert's dedup key.
         DeploymentSpec(alert_acknowledge, "manual", (), tags=("alerting",)),
         DeploymentSpec(database_restore, "manual", (), tags=("restore", "runbook:recovery")),
@@ -138,6 +148,12 @@ def all_deployments() -> list[DeploymentSpec]:
         DeploymentSpec(redis_restore, "manual", (), tags=("restore", "runbook:recovery")),
         DeploymentSpec(
             pos_failover, "manual", (), tags=("pos", "runbook:pos-provider-connection-issues")
+        ),
+        DeploymentSpec(
+            webhook_replay,
+            "manual",
+            (),
+            tags=("pos", "webhooks", "runbook:pos-integration-troubleshooting"),
         ),
     ]
 

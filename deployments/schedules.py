@@ -40,9 +40,13 @@ def at_hours(hours: Iterable[int], minute: int = 0) -> Schedule:
     return Cron(f"{minute} {','.join(str(h) for h in sorted(hours))} * * *", timezone=TIMEZONE)
 
 
-def every_minutes(step: int) -> Schedule:
-    """Every `step` minutes, on the minute."""
-    return Cron(f"*/{step} * * * *" if step > 1 else "* * * * *", timezone=TIMEZONE)
+def every_minutes(step: int, parameters: dict[str, Any] | None = None) -> Schedule:
+    """Every `step` minutes, on the minute, with these parameters."""
+    return Cron(
+        f"*/{step} * * * *" if step > 1 else "* * * * *",
+        timezone=TIMEZONE,
+        parameters=parameters or {},
+    )
 
 
 def skipping_holidays(

@@ -36,6 +36,7 @@ from blocks import (
     RedisServer,
     SlackAlerts,
     SmsAlerts,
+    WebhookDeliveries,
     load_block,
 )
 from blocks.encryption import parse_key
@@ -53,7 +54,9 @@ from blocks.names import (
     REDIS_BLOCK,
     SLACK_BLOCK,
     SMS_BLOCK,
+    WEBHOOK_DELIVERIES_BLOCK,
 )
+from blocks.pos.deliveries import IDENTIFIER, ROLES
 from blocks.storage.stores import parse_location
 from feedback_ops.errors import ConfigError
 from feedback_ops.settings import Kind, Setting, for_block
@@ -90,6 +93,7 @@ BLOCK_SPECS: tuple[BlockSpec, ...] = (
     BlockSpec(REDIS_BLOCK, RedisServer, lambda env: RedisServer()),
     BlockSpec(POS_PROVIDERS_BLOCK, PosProviders, lambda env: PosProviders()),
     BlockSpec(GATEWAY_BLOCK, PlatformGateway, lambda env: PlatformGateway()),
+    BlockSpec(WEBHOOK_DELIVERIES_BLOCK, WebhookDeliveries, lambda env: WebhookDeliveries()),
     BlockSpec(CONFIG_KEY_BLOCK, ConfigBackupKey, lambda env: ConfigBackupKey()),
     BlockSpec(
         BACKUP_STORAGE_BLOCK,
@@ -132,8 +136,18 @@ def read_setting(setting: Setting, value: str) -> dict[str, Any]:
             "password": redis.password,
             "tls": redis.tls,
         }
-    if kind in (Kind.CHOICE, Kind.LOCATION, Kind.REGION, Kind.URL, Kind.CONTACTS) and not value:
+    leaves_when_empty = (
+        Kind.CHOICE,
+        Kind.LOCATION,
+        Kind.REGION,
+        Kind.URL,
+        Kind.CONTACTS,
+        Kind.NAME,
+    )
+    if kind in leaves_when_empty and not value:
         return {}
+    if kind is Kind.COLUMNS:
+        return _columns(name, value)
     return {field: _field_value(setting, value)}
 
 
@@ -177,6 +191,23 @@ def _field_value(setting: Setting, value: str) -> Any:
     if kind is Kind.CONTACTS:
         return _contacts(name, value)
     return value or None
+
+
+def _columns(name: str, text: str) -> dict[str, str]:
+    """`role=column` pairs as the Webhook Deliveries block's `<role>_column` fields."""
+    fields: dict[str, str] = {}
+    for pair in (p.strip() for p in text.split(",")):
+        if not pair:
+            continue
+        role, sep, column = (part.strip() for part in pair.partition("="))
+        if not sep or role not in ROLES or not column:
+            raise ConfigError(
+                f"{name} takes role=column pairs with roles {', '.join(ROLES)}; got {pair!r}"
+            )
+        if not IDENTIFIER.match(column):
+            raise ConfigError(f"{name}: {column!r} is not a column name ([a-z_][a-z0-9_]*)")
+        fields[f"{role}_column"] = column
+    return fields
 
 
 def _contacts(name: str, text: str) -> dict[str, Any]:

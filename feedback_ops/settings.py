@@ -31,6 +31,7 @@ from blocks.names import (
     REDIS_BLOCK,
     SLACK_BLOCK,
     SMS_BLOCK,
+    WEBHOOK_DELIVERIES_BLOCK,
 )
 
 
@@ -66,6 +67,10 @@ class Kind(StrEnum):
     """JSON: escalation role → {"phone", "email", "slack"}."""
     REGION = "region"
     """An AWS region; empty leaves the field as it is."""
+    NAME = "name"
+    """A table or column name; empty leaves the field as it is."""
+    COLUMNS = "columns"
+    """Comma-separated `role=column` pairs; empty leaves the columns as they are."""
     PROCESS = "process"
     """Read by the command itself, not written into a block."""
 
@@ -99,6 +104,10 @@ _POS = (
     "configured)"
 )
 _GATEWAY = "The platform gateway (health checks and its admin API)"
+_WEBHOOKS = (
+    "Webhook deliveries (read by webhook-reconciliation and webhook-replay; the audit "
+    "and the replay of a provider need its keys)"
+)
 _STORAGE = "Backup storage"
 _ALERTS = "Alert channels (each is off until its variables are set)"
 _LOCAL = "This machine"
@@ -377,6 +386,120 @@ SETTINGS: tuple[Setting, ...] = (
         "Merchant connection checks in flight per provider (1-100): keeps a sweep within "
         "each provider's rate limit.",
         _POS,
+    ),
+    Setting(
+        "WEBHOOK_ATTEMPTS_TABLE",
+        WEBHOOK_DELIVERIES_BLOCK,
+        "table",
+        Kind.NAME,
+        "public.webhook_delivery_attempts",
+        "The platform's table of webhook delivery attempts (`schema.table`).",
+        _WEBHOOKS,
+    ),
+    Setting(
+        "WEBHOOK_ATTEMPTS_COLUMNS",
+        WEBHOOK_DELIVERIES_BLOCK,
+        None,
+        Kind.COLUMNS,
+        "",
+        "Columns named otherwise than the defaults (see Webhook reconciliation), as "
+        "`role=column` pairs: id, provider, status, created_at, http_status, body, "
+        "signature, timestamp, event_id, event_type.",
+        _WEBHOOKS,
+        example="body=payload_raw,event_id=provider_event_id",
+    ),
+    Setting(
+        "SQUARE_WEBHOOK_SIGNATURE_KEY",
+        WEBHOOK_DELIVERIES_BLOCK,
+        "square_signature_key",
+        Kind.SECRET,
+        "",
+        "Signature key of Square's webhook subscription: audits rejected deliveries and "
+        "signs replays.",
+        _WEBHOOKS,
+        secret=True,
+    ),
+    Setting(
+        "SQUARE_PREVIOUS_WEBHOOK_SIGNATURE_KEY",
+        WEBHOOK_DELIVERIES_BLOCK,
+        "square_previous_signature_key",
+        Kind.SECRET,
+        "",
+        "Square's signature key before the last rotation: a delivery signed with it "
+        "means the rotation is not rolled out.",
+        _WEBHOOKS,
+        secret=True,
+    ),
+    Setting(
+        "SQUARE_WEBHOOK_NOTIFICATION_URL",
+        WEBHOOK_DELIVERIES_BLOCK,
+        "square_notification_url",
+        Kind.TEXT,
+        "",
+        "The notification URL of Square's subscription, byte for byte as Square signs "
+        "it. Unset: the webhook URL + /square.",
+        _WEBHOOKS,
+        example="https://api.ai-feedback.se/webhooks/square",
+    ),
+    Setting(
+        "SHOPIFY_WEBHOOK_SECRET",
+        WEBHOOK_DELIVERIES_BLOCK,
+        "shopify_webhook_secret",
+        Kind.SECRET,
+        "",
+        "The Shopify app's client secret that signs its webhooks.",
+        _WEBHOOKS,
+        secret=True,
+    ),
+    Setting(
+        "SHOPIFY_PREVIOUS_WEBHOOK_SECRET",
+        WEBHOOK_DELIVERIES_BLOCK,
+        "shopify_previous_webhook_secret",
+        Kind.SECRET,
+        "",
+        "The Shopify client secret before the last rotation.",
+        _WEBHOOKS,
+        secret=True,
+    ),
+    Setting(
+        "ZETTLE_WEBHOOK_SIGNING_KEY",
+        WEBHOOK_DELIVERIES_BLOCK,
+        "zettle_signing_key",
+        Kind.SECRET,
+        "",
+        "Signing key of Zettle's webhook subscription; one the POS health sweep gets "
+        "when it re-creates the subscription replaces it.",
+        _WEBHOOKS,
+        secret=True,
+    ),
+    Setting(
+        "ZETTLE_PREVIOUS_WEBHOOK_SIGNING_KEY",
+        WEBHOOK_DELIVERIES_BLOCK,
+        "zettle_previous_signing_key",
+        Kind.SECRET,
+        "",
+        "Zettle's signing key before the last rotation.",
+        _WEBHOOKS,
+        secret=True,
+    ),
+    Setting(
+        "WEBHOOK_CREATE_INDEXES",
+        WEBHOOK_DELIVERIES_BLOCK,
+        "create_indexes",
+        Kind.BOOL,
+        "false",
+        "Create the recommended indexes the table lacks (`CREATE INDEX CONCURRENTLY`). "
+        "Off: they are named in each run's report, never made.",
+        _WEBHOOKS,
+    ),
+    Setting(
+        "WEBHOOK_REPLAY_CONCURRENCY",
+        WEBHOOK_DELIVERIES_BLOCK,
+        "replay_concurrency",
+        Kind.INT,
+        "8",
+        "Replays in flight at once (1-64).",
+        _WEBHOOKS,
     ),
     Setting(
         "GATEWAY_URL",

@@ -17,7 +17,7 @@ from prefect import get_run_logger
 
 from blocks.names import ALERT_CHANNELS_BLOCK, OPS_DATABASE_BLOCK
 from policy import Severity
-from tasks.notify import Alert, AlertOutcome, notify, resolve_alert
+from tasks.notify import Alert, AlertOutcome, find_live_alerts, notify, resolve_alert
 
 
 @dataclass(frozen=True)
@@ -89,3 +89,50 @@ def alerting_on_failure(
         )
         raise
     clear_alert(condition, targets)
+
+
+class Conditions:
+    """The alerts of one run of a sweep-like flow at `at`, each condition under one dedup
+    key: raised while it holds, resolved by the first run that finds it cleared.
+
+    The live alerts whose keys start with `prefix` are read once, so a run with nothing
+    to resolve resolves nothing. A failure to deliver never stops the run: the alert
+    stays stored for the escalation sweep. `raised` lists the keys this run raised.
+    """
+
+    def __init__(self, at: datetime, targets: AlertTargets, prefix: str) -> None:
+        self.at, self.targets = at, targets
+        self.raised: list[str] = []
+        self._live = find_live_alerts(targets.ops_database_block, prefix)
+
+    def _raise(
+        self,
+        key: str,
+        name: str,
+        severity: Severity,
+        summary: str,
+        details: dict[str, Any],
+        section: str,
+    ) -> None:
+        alert = Alert(
+            name=name,
+            severity=severity,
+            summary=summary,
+            details=details,
+            dedup_key=key,
+            runbook_section=section,
+        )
+        self.raised.append(key)
+        try:
+            raise_alert(alert, self.at, self.targets)
+        except Exception as exc:
+            get_run_logger().error("Could not deliver alert %s: %s", key, exc)
+
+    def _clear(self, key: str) -> None:
+        if key not in self._live:
+            return
+        self._live.discard(key)
+        try:
+            clear_alert(key, self.targets)
+        except Exception as exc:
+            get_run_logger().error("Could not resolve alert %s: %s", key, exc)

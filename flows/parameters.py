@@ -104,6 +104,12 @@ TITLES = {
     "reason": "Reason",
     "direction": "Direction",
     "approval_timeout_seconds": "Wait for approval (seconds)",
+    "deliveries_block": "Webhook deliveries (block name)",
+    "lookback_hours": "Failed deliveries of the last (hours)",
+    "pos_sweep_deployment": "POS health sweep deployment",
+    "since": "Since (Stockholm time)",
+    "until": "Until (Stockholm time; empty: now)",
+    "failures": "Failures to replay",
 }
 """The label of each parameter in the UI's run form. Prefect titles every schema field
 with the parameter's own name (`ops_database_block`); the deployments replace it with

@@ -13,23 +13,19 @@ from typing import Any
 from prefect import get_run_logger
 
 from blocks.pos.subscriptions import Created
-from flows.alert_steps import AlertTargets, clear_alert, raise_alert
+from flows.alert_steps import AlertTargets, Conditions
 from policy import Severity
 from policy.pos_health import MERCHANT_ESCALATION_SHARE, Move, provider_down_severity
-from tasks.notify import Alert, find_live_alerts
 
 SECTION = "POS Provider Connection Issues"
 TROUBLESHOOTING = "POS Integration Troubleshooting"
 
 
-class PosAlerts:
+class PosAlerts(Conditions):
     """The alerts of one sweep at `at`, raised to `targets`; `raised` lists their keys."""
 
     def __init__(self, at: datetime, targets: AlertTargets) -> None:
-        self.at, self.targets = at, targets
-        self.raised: list[str] = []
-        # Read once, so that a sweep with nothing to resolve resolves nothing.
-        self._live = find_live_alerts(targets.ops_database_block, "pos-")
+        super().__init__(at, targets, "pos-")
 
     def provider_down(self, provider: str, reason: str, checks: dict[str, Any]) -> None:
         """The provider's traffic has nowhere healthy to go: the runbook's
@@ -149,25 +145,4 @@ class PosAlerts:
         details: dict[str, Any],
         section: str = SECTION,
     ) -> None:
-        alert = Alert(
-            name=name,
-            severity=severity,
-            summary=summary,
-            details=details,
-            dedup_key=key,
-            runbook_section=section,
-        )
-        self.raised.append(key)
-        try:
-            raise_alert(alert, self.at, self.targets)
-        except Exception as exc:
-            get_run_logger().error("Could not deliver alert %s: %s", key, exc)
-
-    def _clear(self, key: str) -> None:
-        if key not in self._live:
-            return
-        self._live.discard(key)
-        try:
-            clear_alert(key, self.targets)
-        except Exception as exc:
-            get_run_logger().error("Could not resolve alert %s: %s", key, exc)
+        super()._raise(key, name, severity, summary, details, section)

@@ -37,6 +37,9 @@ TRANSFER = 6 * 60 * 60
 the database is 30 minutes; six hours leaves room for a database many times today's."""
 DELIVERY = 2 * 60
 """Telling people: one message on one channel (each provider call has its own timeout)."""
+REPLAY = 15 * 60
+"""Re-delivering one page of webhooks: `page_size` of them, `replay_concurrency` in
+flight, each waiting at most the block's timeout, within one reconciliation's cadence."""
 
 RETRIES = 2
 # Seconds between attempts: long enough for a restarted server or a throttle to pass.

@@ -1,4 +1,5 @@
-"""Tasks on the Prefect API itself: the project's blocks and deployments."""
+"""Tasks on the Prefect API itself: the project's blocks and deployments, and a run of
+one deployment started by another flow."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
 
 from tasks import QUICK, step
 
@@ -69,3 +73,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return json.loads(json.dumps(value, default=str))
+
+
+@step("start-deployment-run", limit=QUICK)
+def start_deployment_run(name: str, tag: str) -> str | None:
+    """Start a run of the deployment `name` (`flow/deployment`) now, without waiting for
+    it; its id, or None when no such deployment is registered. The run is tagged `tag`,
+    so the UI shows why it started."""
+    try:
+        run = run_deployment(name, timeout=0, as_subflow=False, tags=[tag])
+    except ObjectNotFound:
+        return None
+    assert isinstance(run, FlowRun)  # called from sync code, it ran to its result
+    return str(run.id)

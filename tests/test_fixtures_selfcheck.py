@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import io
+import json
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from boto3.s3.transfer import TransferConfig
@@ -18,6 +22,18 @@ from support.net import free_port
 from support.pgcompare import differences, fingerprint
 from support.platform_schema import is_valid_org_number, planned_counts, seed_platform
 from support.s3 import REGION, DeniedS3, s3_client
+from support.webhook_receiver import (
+    SHOPIFY_WEBHOOK_SECRET,
+    SQUARE_SIGNATURE_KEY,
+    ZETTLE_SIGNING_KEY,
+    WebhookReceiver,
+    shopify_body,
+    shopify_signature,
+    square_body,
+    square_signature,
+    zettle_body,
+    zettle_signature,
+)
 
 MiB = 1024 * 1024
 
@@ -153,3 +169,107 @@ def test_full_disk_dir_raises_enospc(full_disk_dir: Path) -> None:
     with pytest.raises(OSError) as exc_info:
         (full_disk_dir / "big.bin").write_bytes(b"\0" * MiB)
     assert exc_info.value.errno == errno.ENOSPC
+
+
+# --- the webhook receiver (support/webhook_receiver.py) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def _webhook_server() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def webhook_receiver(_webhook_server: WebhookReceiver) -> WebhookReceiver:
+    """A running `WebhookReceiver` (the default keys, no latency) with nothing received."""
+    _webhook_server.reset()
+    return _webhook_server
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+    def post(self, **headers: str) -> httpx.Response:
+        return httpx.post(self.url, content=self.body, headers=self.headers | headers)
+
+
+def _signed_delivery(receiver: WebhookReceiver, provider: str, event_id: str) -> _Delivery:
+    """A delivery of `event_id` to `receiver`, signed as `provider` signs it."""
+    url = receiver.notification_url(provider)
+    if provider == "square":
+        body = square_body(event_id)
+        headers = {
+            "x-square-hmacsha256-signature": square_signature(SQUARE_SIGNATURE_KEY, url, body)
+        }
+    elif provider == "shopify":
+        body = shopify_body(int(event_id.rsplit("-", 1)[-1]))
+        headers = {
+            "X-Shopify-Hmac-SHA256": shopify_signature(SHOPIFY_WEBHOOK_SECRET, body),
+            "X-Shopify-Webhook-Id": event_id,
+        }
+    else:
+        body = zettle_body(event_id)
+        message = json.loads(body)
+        signature = zettle_signature(ZETTLE_SIGNING_KEY, message["timestamp"], message["payload"])
+        headers = {"X-iZettle-Signature": signature.upper()}  # hex in either case
+    return _Delivery(url, body, headers | {"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize("provider", ["square", "shopify", "zettle"])
+def test_webhook_receiver_accepts_once_then_counts_duplicates(
+    webhook_receiver: WebhookReceiver, provider: str
+) -> None:
+    delivery = _signed_delivery(webhook_receiver, provider, "evt-1001")
+    first, again = delivery.post(), delivery.post()
+    assert (first.status_code, first.json()) == (200, {"status": "accepted"})
+    assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+    assert webhook_receiver.accepted_ids(provider) == ["evt-1001"]
+    assert [r.event_id for r in webhook_receiver.duplicates()] == ["evt-1001"]
+    assert [r.status for r in webhook_receiver.received(provider)] == [200, 200]
+
+
+def test_webhook_receiver_refuses_bad_signatures_and_bodies(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    delivery = _signed_delivery(webhook_receiver, "square", "evt-2001")
+    forged = delivery.post(**{"x-square-hmacsha256-signature": "Zm9yZ2Vk"})
+    assert (forged.status_code, forged.json()) == (401, {"error": "invalid signature"})
+    not_json = httpx.post(webhook_receiver.notification_url("shopify"), content=b"<xml/>")
+    assert not_json.status_code == 400 and "error" in not_json.json()
+    assert webhook_receiver.accepted() == []
+    assert [(r.provider, r.status) for r in webhook_receiver.received()] == [
+        ("square", 401),
+        ("shopify", 400),
+    ]
+
+
+def test_webhook_receiver_scripted_failure_then_accepts(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    webhook_receiver.fail("square", 503)
+    delivery = _signed_delivery(webhook_receiver, "square", "evt-3001")
+    assert delivery.post().status_code == 503
+    assert delivery.post(**{"X-Feedback-Ops-Replay": "2"}).json() == {"status": "accepted"}
+    assert [r.status for r in webhook_receiver.received()] == [503, 200]
+    assert webhook_receiver.accepted()[0].replay_attempt == "2"
+    stats = httpx.get(f"{webhook_receiver.url}/webhooks/_stats").json()
+    assert stats == {"received": 2, "accepted": 1, "duplicates": 0, "max_in_flight": 1}
+
+
+def test_webhook_receiver_latency_overlaps_deliveries() -> None:
+    async def deliver_all(receiver: WebhookReceiver) -> list[int]:
+        deliveries = [_signed_delivery(receiver, "zettle", f"evt-{n}") for n in range(4)]
+        async with httpx.AsyncClient() as client:
+            answers = await asyncio.gather(
+                *(client.post(d.url, content=d.body, headers=d.headers) for d in deliveries)
+            )
+        return [answer.status_code for answer in answers]
+
+    with WebhookReceiver(latency_seconds=0.2) as receiver:
+        assert asyncio.run(deliver_all(receiver)) == [200] * 4
+        assert receiver.max_in_flight() == 4
+        assert sorted(receiver.accepted_ids("zettle")) == [f"evt-{n}" for n in range(4)]

@@ -182,6 +182,62 @@ pos_failovers = Table(
 )
 
 
+webhook_replays = Table(
+    "webhook_replays",
+    metadata,
+    # One row per event: the claim that makes a replay happen once, however many runs
+    # overlap. A run sends only what it claimed (state `sending`, its lease running).
+    Column("provider", Text, primary_key=True),
+    Column("event_id", Text, primary_key=True),
+    Column(
+        "state",
+        Text,
+        CheckConstraint("state IN ('sending', 'failed', 'delivered', 'dead')"),
+        nullable=False,
+    ),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("source_id", BigInteger),
+    Column("first_failed_at", DateTime(timezone=True)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_http_status", Integer),
+    Column("last_error", Text),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("flow_run_id", Text),
+    Index("webhook_replays_due", "next_attempt_at", postgresql_where=text("state = 'failed'")),
+)
+
+webhook_replay_attempts = Table(
+    "webhook_replay_attempts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("provider", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("http_status", Integer),
+    Column("error", Text),
+    Column("source_id", BigInteger),
+    Column("flow_run_id", Text),
+    Index("webhook_replay_attempts_by_event", "provider", "event_id", "at"),
+)
+
+webhook_dead_letters = Table(
+    "webhook_dead_letters",
+    metadata,
+    Column("provider", Text, primary_key=True),
+    Column("event_id", Text, primary_key=True),
+    Column("source_id", BigInteger),
+    Column("reason", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_http_status", Integer),
+    Column("dead_at", DateTime(timezone=True), nullable=False),
+    Column("flow_run_id", Text),
+)
+
+
 def migrate(engine: Engine, db: PostgresDatabase) -> list[str]:
     """Bring schema `ops` to the tables above; returns what was created, e.g.
     `table ops.alerts` or `column ops.backup_records.verified_at`.

@@ -228,7 +228,7 @@ async def check_connections(
     async with AsyncExitStack() as stack, asyncio.TaskGroup() as group:
         for provider, asker in askers.items():
             session = await stack.enter_async_context(
-                _session(width, providers.timeout_seconds, tls)
+                client_session(width, providers.timeout_seconds, tls)
             )
             todo = iter(queued[provider])
             for _ in range(min(width, len(queued[provider]))):
@@ -338,7 +338,7 @@ class _Asker:
             attempt += 1
             retry_after: float | None = None
             try:
-                response = await _send(session, self.method, url, headers, self.body)
+                response = await send(session, self.method, url, headers, self.body)
             except httpx.TransportError as exc:
                 error = transport_error(self.provider, asked, endpoint, exc, self.timeout)
                 status, reason, settled = None, error.reason, not error.transient
@@ -460,7 +460,7 @@ _ANSWER_LIMIT: Final = 1 << 20
 _DECODED = {"content-encoding", "content-length", "transfer-encoding"}
 
 
-def _session(width: int, timeout: float, tls: ssl.SSLContext) -> aiohttp.ClientSession:
+def client_session(width: int, timeout: float, tls: ssl.SSLContext) -> aiohttp.ClientSession:
     """One provider's client: `width` keep-alive connections at most, the block's
     timeout for connecting and for each read, no redirects followed."""
     return aiohttp.ClientSession(
@@ -472,7 +472,7 @@ def _session(width: int, timeout: float, tls: ssl.SSLContext) -> aiohttp.ClientS
     )
 
 
-async def _send(
+async def send(
     session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str], body: bytes
 ) -> httpx.Response:
     """One request; the answer as an `httpx.Response` (its body decoded, at most 1 MiB).

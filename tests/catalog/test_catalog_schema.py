@@ -60,6 +60,9 @@ def test_a_new_database_gets_every_table_then_nothing_more(db_factory: Callable[
         "table ops.pos_endpoint_states",
         "table ops.pos_failovers",
         "table ops.pos_health_checks",
+        "table ops.webhook_dead_letters",
+        "table ops.webhook_replay_attempts",
+        "table ops.webhook_replays",
     ]
     assert "verify_status" in columns(url, "backup_records")
     assert run_migrate(url) == []
@@ -85,6 +88,9 @@ def test_a_first_release_catalog_gains_the_new_columns_tables_and_keeps_its_rows
         "table ops.pos_endpoint_states",
         "table ops.pos_failovers",
         "table ops.pos_health_checks",
+        "table ops.webhook_dead_letters",
+        "table ops.webhook_replay_attempts",
+        "table ops.webhook_replays",
     ]
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT id, verify_status FROM ops.backup_records").fetchall() == [

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,18 +20,12 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     FlowRunFilter,
     FlowRunFilterId,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-    FlowRunFilterTags,
 )
-from prefect.client.schemas.objects import StateType
-from prefect.exceptions import PrefectHTTPStatusError
 from prefect.flow_engine import run_flow
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Scheduled
 from psycopg.types.json import Jsonb
 from support.gateway_fake import ADMIN_TOKEN, GatewayFake
-from support.net import wait_until
 from support.pos_fakes import (
     SHOPIFY_PREFIX,
     SQUARE_APPLICATION_SECRET,
@@ -44,6 +37,7 @@ from support.pos_fakes import (
     ZETTLE_SUBSCRIPTIONS,
     PosFake,
 )
+from support.prefect_runs import approval_form, paused_run
 from support.redis_server import RedisProcess, redis_server
 
 from blocks.pos.tokens import PosTokens
@@ -527,43 +521,6 @@ def test_no_secret_reaches_the_artifact_or_the_catalog(
 
 
 # --- the manual failover -------------------------------------------------------------------
-
-
-def paused_run(tag: str, timeout: float = 60) -> Any:
-    """The pos-failover run tagged `tag` once it waits for approval."""
-    started = time.monotonic()
-    with get_client(sync_client=True) as client:
-        while time.monotonic() - started < timeout:
-            runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    tags=FlowRunFilterTags(all_=[tag]),
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
-                )
-            )
-            if runs:
-                return runs[0]
-            time.sleep(0.2)  # polling the API for a run another thread is starting
-    raise AssertionError("no paused pos-failover run appeared")
-
-
-def approval_form(run: Any) -> str:
-    """The description the paused run shows above its approval form (Prefect stores it
-    just after the run is seen paused)."""
-    keyset = run.state.state_details.run_input_keyset
-    found: list[str] = []
-
-    def stored() -> bool:
-        with get_client(sync_client=True) as client:
-            try:
-                found.append(client.read_flow_run_input(run.id, keyset["description"]))
-            except PrefectHTTPStatusError as exc:
-                if exc.response.status_code == 404:
-                    return False
-                raise
-        return True
-
-    wait_until(stored, timeout=30, interval=0.2, what="the approval form's description")
-    return str(json.loads(found[-1]))
 
 
 def start_failover(outcome: dict[str, Any], tag: str, **kwargs: Any) -> threading.Thread:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from prefect.client.orchestration import get_client
@@ -16,3 +17,16 @@ def progress_bars(run_id: Any) -> list[Any]:
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
         )
     return list(found)
+
+
+def artifact_data(run_id: Any, key: str) -> Any:
+    """The data of flow run `run_id`'s artifact `key`: a table's rows, a markdown text."""
+    with get_client(sync_client=True) as client:
+        [found] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key={"any_": [key]}),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
+        )
+    data = found.data
+    if isinstance(data, str) and data.startswith(("[", "{")):
+        return json.loads(data)
+    return data

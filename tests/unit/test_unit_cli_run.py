@@ -61,7 +61,7 @@ def test_unknown_flow(run: Callable[..., tuple[int, dict[str, Any]]]) -> None:
             "unknown flow 'nope'; known: alert-acknowledge, alert-escalation, app-config-backup, "
             "backup-report, backup-retention, backup-verify, backups-resync, database-backup, "
             "database-restore, pos-config-backup, pos-failover, pos-health-sweep, "
-            "redis-restore, redis-snapshot"
+            "redis-restore, redis-snapshot, webhook-reconciliation, webhook-replay"
         ),
     }
     assert code != 0

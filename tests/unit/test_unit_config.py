@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from blocks import AlertChannels, BackupStorage, PlatformGateway, PostgresDatabase
+from blocks import (
+    AlertChannels,
+    BackupStorage,
+    PlatformGateway,
+    PostgresDatabase,
+    WebhookDeliveries,
+)
 from blocks.names import BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK, PLATFORM_DATABASE_BLOCK
 from feedback_ops.config import blocks_from_env
 from feedback_ops.errors import ConfigError
@@ -55,6 +61,7 @@ def test_defaults(tmp_path: Path) -> None:
         "pos-providers",
         "platform-gateway",
         "config-backup-key",
+        "webhook-deliveries",
         "alert-channels",
     }
     channels = blocks["alert-channels"]
@@ -305,3 +312,45 @@ def test_secrets_never_appear_in_repr_str_or_json(tmp_path: Path) -> None:
     assert ops(blocks).password.get_secret_value() == "ops-only-secret"
     assert storage(blocks).aws_session_token is not None
     assert storage(blocks).aws_session_token.get_secret_value() == "aws-session-value"
+
+
+def webhooks(blocks: dict) -> WebhookDeliveries:
+    block = blocks["webhook-deliveries"]
+    assert isinstance(block, WebhookDeliveries)
+    return block
+
+
+def test_webhook_columns_named_otherwise_reach_the_deliveries_block() -> None:
+    block = webhooks(
+        blocks_from_env(
+            {
+                "WEBHOOK_ATTEMPTS_TABLE": "pos.webhook_log",
+                "WEBHOOK_ATTEMPTS_COLUMNS": "body=payload_raw, event_id=provider_event_id",
+                "SQUARE_WEBHOOK_SIGNATURE_KEY": "sq-key",
+            }
+        )
+    )
+
+    assert block.table == "pos.webhook_log"
+    assert block.columns()["body"] == "payload_raw"
+    assert block.columns()["event_id"] == "provider_event_id"
+    assert block.columns()["provider"] == "provider"
+    assert block.square_signature_key is not None
+    assert block.square_signature_key.get_secret_value() == "sq-key"
+    assert webhooks(blocks_from_env({"WEBHOOK_ATTEMPTS_TABLE": ""})).table == (
+        "public.webhook_delivery_attempts"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"WEBHOOK_ATTEMPTS_COLUMNS": "payload=raw"}, "WEBHOOK_ATTEMPTS_COLUMNS"),
+        ({"WEBHOOK_ATTEMPTS_COLUMNS": "body"}, "WEBHOOK_ATTEMPTS_COLUMNS"),
+        ({"WEBHOOK_ATTEMPTS_COLUMNS": "body=raw body"}, "WEBHOOK_ATTEMPTS_COLUMNS"),
+        ({"WEBHOOK_ATTEMPTS_TABLE": "attempts; DROP TABLE x"}, "WEBHOOK_ATTEMPTS_TABLE"),
+        ({"WEBHOOK_REPLAY_CONCURRENCY": "500"}, "WEBHOOK_REPLAY_CONCURRENCY"),
+    ],
+)
+def test_a_bad_webhook_setting_names_its_variable(env: dict[str, str], named: str) -> None:
+    assert named in config_error(env)

@@ -24,6 +24,7 @@ def test_no_channel_variables_means_no_channel_blocks() -> None:
         "pos-providers",
         "platform-gateway",
         "config-backup-key",
+        "webhook-deliveries",
         "alert-channels",
     }
 

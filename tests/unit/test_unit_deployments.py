@@ -39,8 +39,26 @@ def test_the_pos_sweep_runs_every_five_minutes_one_at_a_time_never_queued() -> N
     limit = runner.concurrency_options
     assert runner.concurrency_limit == 1
     assert limit is not None and limit.collision_strategy == "CANCEL_NEW"
-    others = [s.to_runner() for s in SPECS if s is not spec]
+    one_at_a_time = {"pos-health-sweep", "webhook-reconciliation"}
+    others = [s.to_runner() for s in SPECS if s.flow_name not in one_at_a_time]
     assert all(r.concurrency_limit is None for r in others)
+
+
+def test_webhook_reconciliation_replays_every_15_minutes_and_runs_by_hand_dry() -> None:
+    [spec] = [s for s in SPECS if s.flow_name == "webhook-reconciliation"]
+    runner = spec.to_runner()
+
+    assert spec.full_name == "webhook-reconciliation/every-15-minutes"
+    [schedule] = runner.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == (
+        "*/15 * * * *",
+        "Europe/Stockholm",
+    )
+    assert schedule.parameters == {"dry_run": False}
+    assert runner.parameters == {}  # a run started by hand keeps the flow's dry_run=True
+    assert runner.concurrency_limit == 1
+    [manual] = [s for s in SPECS if s.flow_name == "webhook-replay"]
+    assert (manual.full_name, manual.schedules) == ("webhook-replay/manual", ())
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.full_name for s in SPECS])
@@ -138,7 +156,13 @@ def test_tasks_live_under_tasks_and_flows_only_call_them() -> None:
 @pytest.mark.parametrize(("where", "task"), TASKS, ids=[where for where, _ in TASKS])
 def test_every_task_has_a_limit_and_the_shared_retry_policy(where: str, task: Task) -> None:
     # A step that records in the catalog and then tells people gets both limits.
-    limits = {tasks.QUICK, tasks.TRANSFER, tasks.DELIVERY, tasks.QUICK + tasks.DELIVERY}
+    limits = {
+        tasks.QUICK,
+        tasks.TRANSFER,
+        tasks.DELIVERY,
+        tasks.QUICK + tasks.DELIVERY,
+        tasks.REPLAY,
+    }
     assert task.timeout_seconds in limits, (where, task.timeout_seconds)
     assert task.retry_condition_fn is tasks.retry_if_transient
     if task.retries:

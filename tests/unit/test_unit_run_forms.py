@@ -91,6 +91,7 @@ def test_every_flows_defaults_pass_the_cli_check() -> None:
     required = {
         "alert-acknowledge": {"dedup_key": "database-backup:platform-postgres"},
         "pos-failover": {"provider": "square", "reason": "primary_endpoint_down"},
+        "webhook-replay": {"since": "2026-11-01T08:00:00"},
     }
     for name, flow in flows_by_name().items():
         given = required.get(name, {})
