@@ -51,6 +51,15 @@ Operator = Annotated[str, Field(min_length=1, max_length=100)]
 Provider = Literal["square", "shopify", "zettle"]
 """A POS provider, by the name its gateway uses: a choice in the run form."""
 
+ReplayProvider = Literal["all", "square", "shopify", "zettle"]
+"""Whose webhooks to replay: one POS provider, or all."""
+
+FailureKind = Literal["no answer", "5xx", "429", "signature rejected", "refused"]
+"""How a webhook delivery failed (`policy.webhooks.Failure`): a choice in the run form."""
+
+LookbackHours = Annotated[int, Field(ge=1, le=24 * 30)]
+"""Hours of failed webhook deliveries to reconcile: at least one, at most 30 days."""
+
 Direction = Literal["failover", "failback"]
 """Where to move a provider's traffic: to its secondary endpoint, or back."""
 

@@ -12,11 +12,11 @@ is a dry run unless told: it lists what it would replay, and why, and sends noth
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel
 
 from blocks.names import (
     ALERT_CHANNELS_BLOCK,
@@ -31,7 +31,7 @@ from blocks.pos import PROVIDERS
 from blocks.pos.deliveries import Shape
 from flows.alert_steps import AlertTargets
 from flows.locks import lock_if_free
-from flows.parameters import BlockName
+from flows.parameters import BlockName, LookbackHours
 from flows.webhook_health import (
     ProviderHealth,
     delivery_frame,
@@ -55,8 +55,6 @@ from tasks.prefect_api import start_deployment_run
 from tasks.webhooks import aggregate_webhook_deliveries, inspect_webhook_table
 
 POS_SWEEP_DEPLOYMENT = "pos-health-sweep/every-5-minutes"
-LookbackHours = Annotated[int, Field(ge=1, le=24 * 30)]
-"""Hours of failed deliveries to reconcile: at least one, at most 30 days."""
 LOOKBACK_HOURS = 96
 """Longer than the longest provider window (Zettle, about 72 h), so an event is still
 seen, and replayed, after its provider stopped retrying."""
@@ -136,6 +134,8 @@ def webhook_reconciliation(
         database_block,
         ops_database_block,
     )
+    if not dry_run:
+        sources.require_target()  # without it nothing could be replayed: say so first
     shape = inspect_webhook_table(sources.deliveries, sources.platform_db)
     log_unchecked(shape)
     alerts = WebhookAlerts(at, AlertTargets(ops_database_block, alert_channels_block))

@@ -32,7 +32,12 @@ from blocks.names import (
 from feedback_ops.errors import ConfigError, OpsError
 from flows.alert_steps import AlertTargets
 from flows.locks import system_lock
-from flows.parameters import ApprovalSeconds, BlockName
+from flows.parameters import (
+    ApprovalSeconds,
+    BlockName,
+    FailureKind,
+    ReplayProvider,
+)
 from flows.webhook_steps import (
     REPLAY_LOCK,
     Tally,
@@ -53,9 +58,6 @@ APPROVAL_POLL_SECONDS = 2
 REPLAY_LOCK_WAIT_SECONDS = 15 * 60
 """A scheduled reconciliation's replays take well under this."""
 
-ReplayProvider = Literal["all", "square", "shopify", "zettle"]
-FailureKind = Literal["no answer", "5xx", "429", "signature rejected", "refused"]
-"""How a delivery failed (`policy.webhooks.Failure`): a choice in the run form."""
 EVERY_FAILURE: list[FailureKind] = ["no answer", "5xx", "429", "signature rejected", "refused"]
 
 
@@ -144,11 +146,8 @@ def webhook_replay(
     log_unchecked(shape)
     if not shape.can("replay"):
         raise OpsError(f"nothing can be replayed: {shape.why_not('replay')}")
-    if not dry_run and sources.target is None:
-        raise ConfigError(
-            "no webhook URL to replay to: set POS_WEBHOOK_URL or GATEWAY_URL (blocks "
-            "pos-providers, platform-gateway)"
-        )
+    if not dry_run:
+        sources.require_target()
     newest = read_newest_delivery_id(sources.deliveries, sources.platform_db)
     now = datetime.now(UTC)
     plan = walk(

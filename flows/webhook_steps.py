@@ -62,6 +62,19 @@ class Sources:
     target: str | None
     """The gateway's webhook base URL (`…/webhooks`); a provider's endpoint is below it."""
 
+    def require_target(self) -> str:
+        """Where replays go.
+
+        Raises:
+            ConfigError: neither the POS providers' webhook URL nor the gateway's is set.
+        """
+        if self.target is None:
+            raise ConfigError(
+                "no webhook URL to replay to: set POS_WEBHOOK_URL or GATEWAY_URL (blocks "
+                "pos-providers, platform-gateway)"
+            )
+        return self.target
+
     @property
     def square_url(self) -> str:
         """The notification URL Square signs: the block's, else the replay endpoint."""
@@ -128,6 +141,10 @@ class Tally:
         sent (a replay delivered it already)."""
         stored = judged.stored
         self.events += 1
+        if judged.replay and settled:
+            # Recovered: neither a signature nor a retry window to report any more.
+            self.skipped[settled] += 1
+            return
         row = _row(judged)
         if judged.signature is not None:
             self.signatures[(stored.provider, judged.signature.value)] += 1
@@ -135,9 +152,7 @@ class Tally:
         if judged.window_ended:
             self.window_ended[stored.provider] += 1
             self.note("provider retries over", row)
-        if judged.replay and settled:
-            self.skipped[settled] += 1
-        elif judged.replay:
+        if judged.replay:
             self.replayable[stored.provider] += 1
             self.note("replayable", row)
         else:
@@ -206,11 +221,8 @@ def walk(
     (failure, signature, retry window), and with `send` the genuine ones replayed,
     at most `budget` of them. `kinds` keeps only failures of those kinds."""
     tally = Tally()
-    if sources.target is None and send:
-        raise ConfigError(
-            "no webhook URL to replay to: set POS_WEBHOOK_URL or GATEWAY_URL (blocks "
-            "pos-providers, platform-gateway)"
-        )
+    if send:
+        sources.require_target()
     after: tuple[str, str] | None = None
     run_id = flow_run.get_id()
     while True:

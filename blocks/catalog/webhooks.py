@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, tuple_
+from sqlalchemy import Engine, and_, bindparam, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from blocks.catalog.schema import webhook_dead_letters, webhook_replay_attempts, webhook_replays
@@ -79,7 +79,9 @@ def claim(
             "lease_until": at + LEASE,
             "flow_run_id": flow_run_id,
         }
-        for provider, event_id, source_id, first_failed_at in events
+        # In key order, so that two runs claiming overlapping events lock their rows
+        # in the same order and one waits for the other instead of deadlocking.
+        for provider, event_id, source_id, first_failed_at in sorted(events, key=lambda e: e[:2])
     ]
     insert = pg_insert(table).values(rows)
     retry = (
@@ -147,34 +149,66 @@ def record(
                 for o in outcomes
             ],
         )
+        changes = []
         for o in outcomes:
             after = next_replay_at(o.attempt, at)
-            if o.ok:
-                values: dict[str, Any] = {"state": "delivered", "delivered_at": at}
-            elif after is None:
-                values = {"state": "dead"}
+            state = "delivered" if o.ok else "dead" if after is None else "failed"
+            if state == "dead":
                 dead.append(o)
-            else:
-                values = {"state": "failed", "next_attempt_at": after}
+            changes.append(
+                {
+                    "key_provider": o.provider,
+                    "key_event_id": o.event_id,
+                    "new_state": state,
+                    "new_attempts": o.attempt,
+                    "new_http_status": o.http_status,
+                    "new_error": o.error,
+                    "new_next": after if state == "failed" else None,
+                    "new_delivered": at if o.ok else None,
+                }
+            )
+        table = webhook_replays
+        # One statement for the page, sent as a batch: a page is hundreds of events.
+        conn.execute(
+            table.update()
+            .where(
+                table.c.provider == bindparam("key_provider"),
+                table.c.event_id == bindparam("key_event_id"),
+            )
+            .values(
+                state=bindparam("new_state"),
+                attempts=bindparam("new_attempts"),
+                last_attempt_at=at,
+                last_http_status=bindparam("new_http_status"),
+                last_error=bindparam("new_error"),
+                lease_until=None,
+                # Kept as they were where this outcome sets none (a dead event keeps
+                # the time its last try was due).
+                next_attempt_at=func.coalesce(
+                    bindparam("new_next", type_=table.c.next_attempt_at.type),
+                    table.c.next_attempt_at,
+                ),
+                delivered_at=func.coalesce(
+                    bindparam("new_delivered", type_=table.c.delivered_at.type),
+                    table.c.delivered_at,
+                ),
+            ),
+            changes,
+        )
+        delivered = [(o.provider, o.event_id) for o in outcomes if o.ok]
+        if delivered:
+            # A dead letter an operator's replay has now delivered is dead no more.
             conn.execute(
-                webhook_replays.update()
-                .where(
-                    webhook_replays.c.provider == o.provider,
-                    webhook_replays.c.event_id == o.event_id,
-                )
-                .values(
-                    attempts=o.attempt,
-                    last_attempt_at=at,
-                    last_http_status=o.http_status,
-                    last_error=o.error,
-                    lease_until=None,
-                    **values,
+                webhook_dead_letters.delete().where(
+                    tuple_(webhook_dead_letters.c.provider, webhook_dead_letters.c.event_id).in_(
+                        delivered
+                    )
                 )
             )
         if dead:
+            letters = pg_insert(webhook_dead_letters)
             conn.execute(
-                pg_insert(webhook_dead_letters)
-                .values(
+                letters.values(
                     [
                         {
                             "provider": o.provider,
@@ -188,7 +222,23 @@ def record(
                         }
                         for o in dead
                     ]
+                ).on_conflict_do_update(
+                    index_elements=[
+                        webhook_dead_letters.c.provider,
+                        webhook_dead_letters.c.event_id,
+                    ],
+                    # Dead again after an operator's replay: the newest reason and count.
+                    set_={
+                        column: letters.excluded[column]
+                        for column in (
+                            "source_id",
+                            "reason",
+                            "attempts",
+                            "last_http_status",
+                            "dead_at",
+                            "flow_run_id",
+                        )
+                    },  # fmt: skip
                 )
-                .on_conflict_do_nothing()
             )
     return dead

@@ -140,3 +140,38 @@ def test_pos_sweep_benchmark_prints_its_figures(pg_admin_url: str) -> None:
     assert rss and 0 < int(rss.group(1)) <= 300, out.stdout
     assert rate and int(rate.group(1)) > 0, out.stdout
     assert re.search(r"over limit:\s+0 ", out.stdout), out.stdout
+
+
+def test_webhook_benchmark_prints_its_figures(pg_admin_url: str, prefect_api_url: str) -> None:
+    """20,000 attempts and 100 replays: every figure printed, each replay accepted by the
+    receiver's signature check, both aggregates counting the same (the run checks it)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "webhook_reconciliation.py"),
+            "--rows",
+            "20000",
+            "--replays",
+            "100",
+            "--rounds",
+            "1",
+            "--latency-ms",
+            "1",
+            "--admin-url",
+            pg_admin_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=250,
+        check=False,
+        env=os.environ | {"PREFECT_API_URL": prefect_api_url},
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    ratio = re.search(r"psql -c [\d.]+ ms, ratio ([\d.]+)", out.stdout)
+    assert ratio and float(ratio.group(1)) > 0, out.stdout
+    assert "the time index used: True" in out.stdout, out.stdout
+    replayed = re.findall(r"flow replay of the last \d+ h: (\d+) events", out.stdout)
+    assert [int(n) >= 10 for n in replayed] == [True, True], out.stdout
+    accepted = re.findall(r"receiver accepted (\d+) of (\d+)", out.stdout)
+    assert accepted and all(a == b for a, b in accepted), out.stdout
+    assert re.search(r"raw aiohttp sender: \d+ events", out.stdout), out.stdout

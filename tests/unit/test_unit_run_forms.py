@@ -10,6 +10,7 @@ from prefect.utilities.callables import parameter_schema
 
 from deployments import DeploymentSpec, all_deployments
 from flows.parameters import TITLES
+from policy.webhooks import Failure
 
 SPECS = all_deployments()
 
@@ -65,6 +66,8 @@ def bounds(flow_name: str, parameter: str) -> tuple[Any, Any]:
         ("backup-retention", "daily_days", (1, None)),
         ("backup-retention", "weekly_weeks", (1, None)),
         ("backup-retention", "monthly_years", (1, None)),
+        ("webhook-reconciliation", "lookback_hours", (1, 720)),
+        ("webhook-replay", "approval_timeout_seconds", (60, 86400)),
     ],
 )
 def test_numbers_have_their_bounds(flow_name: str, parameter: str, expected: tuple) -> None:
@@ -96,3 +99,16 @@ def test_every_flows_defaults_pass_the_cli_check() -> None:
     for name, flow in flows_by_name().items():
         given = required.get(name, {})
         assert check_parameters(flow, given) == given, name
+
+
+def test_a_webhook_replay_chooses_its_provider_and_failures_from_lists() -> None:
+    (spec,) = [s for s in SPECS if s.flow_name == "webhook-replay"][:1]
+    schema = form_of(spec)
+    properties = schema["properties"]
+
+    assert properties["provider"]["enum"] == ["all", "square", "shopify", "zettle"]
+    failures = properties["failures"]["items"]["enum"]
+    assert set(failures) == {kind.value for kind in Failure}
+    assert properties["failures"]["default"] == failures
+    assert properties["dry_run"]["default"] is True
+    assert schema["required"] == ["since"]
