@@ -6,8 +6,9 @@ started without any database in its environment: it serves the saved configurati
 The test checks what the UI would show, triggers `database-backup/daily-0200` through
 the REST API, waits for it to complete and checks it backed up the configured database
 (the one-off run changed nothing). In a real browser it then walks the restore's run
-form as an operator would: descriptions, a refused target, a restore started there.
-Last, it stops `up` with Ctrl-C (SIGINT).
+form as an operator would: descriptions, a refused target, a restore started there;
+and approves a paused `webhook-replay` of 101 events in its resume form, after which
+the fake gateway receives each event once. Last, it stops `up` with Ctrl-C (SIGINT).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import signal
 import sqlite3
 import subprocess
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,6 +35,12 @@ from support.browser import browser_page
 from support.cli import FEEDBACK_OPS, cli_environment
 from support.net import free_port, port_accepts, wait_until
 from support.platform_schema import planned_counts
+from support.webhook_receiver import (
+    SQUARE_SIGNATURE_KEY,
+    WebhookReceiver,
+    square_body,
+    square_signature,
+)
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
@@ -139,6 +146,82 @@ def walk_the_restore_form(client: httpx.Client, port: int, log: Path, server: st
     return f"{server}/{UI_TARGET}"
 
 
+REPLAYED_EVENTS = 101
+WEBHOOK_TABLE = "public.gateway_webhook_attempts"
+
+
+def seed_failed_webhooks(platform_db: str, receiver: WebhookReceiver) -> None:
+    """REPLAYED_EVENTS Square deliveries the gateway answered 503, half an hour ago, in a
+    table of the shape the reconciliation reads (the runbook's table lacks the body)."""
+    url = receiver.notification_url("square")
+    with psycopg.connect(platform_db, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE {WEBHOOK_TABLE} (id bigserial PRIMARY KEY, provider text, "
+            "status text, created_at timestamptz, http_status int, raw_body bytea, "
+            "signature text, signature_timestamp text, event_id text, event_type text)"
+        )
+        for n in range(REPLAYED_EVENTS):
+            body = square_body(f"sq-ui-{n:03}")
+            conn.execute(
+                f"INSERT INTO {WEBHOOK_TABLE} (provider, status, created_at, http_status, "
+                "raw_body, signature, event_id) VALUES ('square', 'failed', "
+                "now() - interval '30 minutes', 503, %s, %s, %s)",
+                (body, square_signature(SQUARE_SIGNATURE_KEY, url, body), f"sq-ui-{n:03}"),
+            )
+
+
+def walk_the_replay_approval(
+    client: httpx.Client, port: int, log: Path, receiver: WebhookReceiver
+) -> None:
+    """In a real browser, as an operator: a `webhook-replay` of more than 100 events
+    waits; the operator opens the paused run, reads how many it would send, approves
+    with their name, and exactly those reach the gateway, each once."""
+    deployment = _get(client, "/deployments/name/webhook-replay/manual")
+    since = datetime.now(STOCKHOLM) - timedelta(hours=2)
+    created = _call(
+        client,
+        "POST",
+        f"/deployments/{deployment['id']}/create_flow_run",
+        {"parameters": {"since": since.isoformat(), "dry_run": False}},
+    )
+    run_id = created["id"]
+
+    def state() -> str:
+        return str(_get(client, f"/flow_runs/{run_id}")["state"]["type"])
+
+    wait_until(lambda: state() in ("PAUSED", "FAILED", "CRASHED"), timeout=180, what="a pause")
+    assert state() == "PAUSED", log.read_text()[-3000:]
+    assert receiver.received() == [], "nothing is sent before approval"
+    with browser_page() as page:
+        page.goto(f"http://127.0.0.1:{port}/runs/flow-run/{run_id}", wait_until="networkidle")
+        page.get_by_role("button", name="Resume").first.click()
+        asked = f"Replay {REPLAYED_EVENTS} failed webhook events (square {REPLAYED_EVENTS})"
+        try:
+            expect(page.get_by_text(asked).first).to_be_visible()
+            form = page.get_by_role("dialog")
+            approve = form.locator(".schema-form-property", has_text="Approve").get_by_role(
+                "switch"
+            )
+            approve.click()
+            expect(approve).to_have_attribute("aria-checked", "true")
+            form.locator(".schema-form-property", has_text="Your name").locator(
+                "textarea, input"
+            ).first.fill("Karin Berg")
+            page.keyboard.press("Tab")
+            page.wait_for_load_state("networkidle")
+            form.get_by_role("button", name="Submit").click()
+            expect(form).to_be_hidden()  # the resume was accepted
+        except (AssertionError, PlaywrightTimeout):
+            (log.parent / "resume.html").write_text(page.content())
+            raise
+    wait_until(
+        lambda: state() in ("COMPLETED", "FAILED", "CRASHED"), timeout=180, what="the replay"
+    )
+    assert state() == "COMPLETED", log.read_text()[-3000:]
+    assert receiver.accepted_ids("square") == [f"sq-ui-{n:03}" for n in range(REPLAYED_EVENTS)]
+    assert receiver.duplicates() == []
+
+
 def drop_restored(platform_db: str) -> None:
     with psycopg.connect(platform_db.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {UI_TARGET} WITH (FORCE)")
@@ -152,12 +235,18 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
     port = free_port()
     state = tmp_path / "state"
     backups = tmp_path / "backups"
+    receiver = WebhookReceiver()
+    receiver.start()
+    seed_failed_webhooks(platform_db, receiver)
     configured = cli_environment(
         state,
         DATABASE_URL=platform_db,
         BACKUP_URL=f"file://{backups}",
         FEEDBACK_OPS_PORT=str(port),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        WEBHOOK_ATTEMPTS_TABLE=WEBHOOK_TABLE,
+        POS_WEBHOOK_URL=f"{receiver.url}/webhooks",
+        SQUARE_WEBHOOK_SIGNATURE_KEY=SQUARE_SIGNATURE_KEY,
     )
     saved = _cli(tmp_path, configured, "config", "sync")
     assert "platform-postgres: created\n" in saved.stdout, saved.stderr
@@ -249,6 +338,7 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
             restored = walk_the_restore_form(
                 client, port, tmp_path / "up.log", platform_db.rsplit("/", 1)[0]
             )
+            walk_the_replay_approval(client, port, tmp_path / "up.log", receiver)
         # The served run backed up the configured database, not the one-off run's.
         sources = sorted(
             json.loads(m.read_text())["source"] for m in backups.rglob("*.manifest.json")
@@ -274,6 +364,7 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
             ).fetchall()
         assert rows == [(0,)]
     finally:
+        receiver.stop()
         drop_restored(platform_db)
         if up.poll() is None:
             # The server runs in a session of its own: kill it too, not only `up`.

@@ -440,6 +440,7 @@ def test_app_bundle_holds_blocks_deployments_and_tables_with_secrets_sealed(
         "SLACK_WEBHOOK_URL": f"https://hooks.slack.com/services/T0/B0/{secrets.token_hex(12)}",
         "GATEWAY_URL": "https://api.ai-feedback.se",
         "GATEWAY_ADMIN_TOKEN": f"gw-{secrets.token_hex(12)}",
+        "SHOPIFY_WEBHOOK_SECRET": f"shpss-{secrets.token_hex(12)}",
     }
     params = config_params(save_blocks, EVERY_BLOCK, **env)
     prefix = params["database_block"].removesuffix("platform-postgres")
@@ -481,6 +482,7 @@ def test_app_bundle_holds_blocks_deployments_and_tables_with_secrets_sealed(
             "platform-redis",
             "pos-providers",
             "platform-gateway",
+            "webhook-deliveries",
             "config-backup-key",
             "backup-storage",
             "slack-alerts",
@@ -498,6 +500,7 @@ def test_app_bundle_holds_blocks_deployments_and_tables_with_secrets_sealed(
         ("backup-storage", "aws_secret_access_key"): env["AWS_SECRET_ACCESS_KEY"],
         ("slack-alerts", "webhook_url"): env["SLACK_WEBHOOK_URL"],
         ("platform-gateway", "admin_token"): env["GATEWAY_ADMIN_TOKEN"],
+        ("webhook-deliveries", "shopify_webhook_secret"): env["SHOPIFY_WEBHOOK_SECRET"],
     }
     for (block, field), value in expected_secrets.items():
         name = f"{prefix}{block}"
