@@ -52,20 +52,6 @@ from _prefect_api import prefect_api, save_blocks  # noqa: E402
 DEFAULT_ADMIN_URL = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
 AT = datetime(2027, 3, 10, 8, 0, tzinfo=UTC)
 EVERY_NTH_FAILS = 50
-SCHEMA = """
-CREATE TABLE webhook_delivery_attempts (
-    id                  bigserial PRIMARY KEY,
-    provider            text NOT NULL,
-    status              text NOT NULL,
-    created_at          timestamptz NOT NULL,
-    http_status         integer,
-    raw_body            bytea,
-    signature           text,
-    signature_timestamp text,
-    event_id            text,
-    event_type          text
-);
-"""
 # Each provider's body as it sends it (Square's event, a Shopify order, a Zettle Pusher
 # message with its payload as a JSON string), the failed ones answered 503.
 FILL = """
@@ -106,11 +92,12 @@ def build(admin_url: str, rows: int, days: int) -> str:
 
     sys.path.insert(0, str(ROOT / "tests"))
     from support.pg import create_database
+    from support.webhook_table import create_deliveries_table
 
     url = create_database(admin_url)
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SCHEMA)
+        create_deliveries_table(conn)
         conn.execute(
             FILL.format(nth=EVERY_NTH_FAILS).encode(),
             {"at": AT, "span": timedelta(days=days), "rows": rows},

@@ -12,17 +12,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, pause_flow_run
-from prefect.exceptions import FlowPauseTimeout
-from prefect.input import RunInput
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from blocks import PlatformGateway, PostgresDatabase, load_block
 from blocks.catalog.pos_health import PosHistory
 from blocks.names import ALERT_CHANNELS_BLOCK, GATEWAY_BLOCK, OPS_DATABASE_BLOCK
-from feedback_ops.errors import OpsError
 from flows.alert_steps import AlertTargets
+from flows.approvals import Approval, wait_for_approval
 from flows.locks import system_lock
 from flows.parameters import ApprovalSeconds, BlockName, Direction, Provider, Reason
 from flows.pos_alerts import PosAlerts
@@ -34,21 +32,13 @@ from tasks.pos import Finding, move_pos_traffic, read_gateway_pos_health
 
 MOVE_LOCK_WAIT_SECONDS = 300
 """A sweep takes well under a minute; the move waits for one that is running."""
-APPROVAL_POLL_SECONDS = 2
-"""How soon an approved run goes on: it asks the API this often whether it was resumed."""
 
 
-class FailoverApproval(RunInput):
+class FailoverApproval(Approval):
     """The approval form the paused run shows in the UI."""
 
     approve: bool = Field(
         default=False, title="Approve", description="Tick to let the gateway move the traffic."
-    )
-    approved_by: str = Field(
-        default="",
-        title="Your name",
-        max_length=100,
-        description="Who approves or declines, for the catalog and the alert.",
     )
 
 
@@ -98,18 +88,13 @@ def pos_failover(
     history = read_pos_history(ops_db, now)
     move = Move(direction)
     plan = _plan(provider, move, reason, view, history, now)
-    try:
-        answer = pause_flow_run(
-            wait_for_input=FailoverApproval.with_initial_data(description=plan),
-            timeout=approval_timeout_seconds,
-            poll_interval=APPROVAL_POLL_SECONDS,
-        )
-    except FlowPauseTimeout:
-        raise OpsError(
-            f"no approval within {approval_timeout_seconds} s: the gateway was not asked "
-            f"to {direction} {provider}"
-        ) from None
-    decided_by = answer.approved_by.strip() or "an operator"
+    answer = wait_for_approval(
+        FailoverApproval,
+        plan,
+        approval_timeout_seconds,
+        f"the gateway was not asked to {direction} {provider}",
+    )
+    decided_by = answer.decided_by
     if not answer.approve:
         logger.info("%s of %s declined by %s; nothing changed", direction, provider, decided_by)
         return FailoverResult(

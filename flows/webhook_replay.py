@@ -14,10 +14,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from prefect import flow, get_run_logger, pause_flow_run
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.exceptions import FlowPauseTimeout
-from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
 from blocks.names import (
@@ -31,6 +29,7 @@ from blocks.names import (
 )
 from feedback_ops.errors import ConfigError, OpsError
 from flows.alert_steps import AlertTargets
+from flows.approvals import Approval, wait_for_approval
 from flows.locks import system_lock
 from flows.parameters import (
     ApprovalSeconds,
@@ -54,24 +53,17 @@ from tasks.webhooks import inspect_webhook_table, read_newest_delivery_id
 
 APPROVE_ABOVE = 100
 """More events than this wait for an operator's approval before any is sent."""
-APPROVAL_POLL_SECONDS = 2
 REPLAY_LOCK_WAIT_SECONDS = 15 * 60
 """A scheduled reconciliation's replays take well under this."""
 
 EVERY_FAILURE: list[FailureKind] = ["no answer", "5xx", "429", "signature rejected", "refused"]
 
 
-class ReplayApproval(RunInput):
+class ReplayApproval(Approval):
     """The approval form the paused run shows in the UI."""
 
     approve: bool = Field(
         default=False, title="Approve", description="Tick to send the events counted above."
-    )
-    approved_by: str = Field(
-        default="",
-        title="Your name",
-        max_length=100,
-        description="Who approves or declines, for the run's report.",
     )
 
 
@@ -169,7 +161,7 @@ def webhook_replay(
         return result
     if count > APPROVE_ABOVE:
         answer = _approval(result, plan, approval_timeout_seconds)
-        result.decided_by = answer.approved_by.strip() or "an operator"
+        result.decided_by = answer.decided_by
         if not answer.approve:
             logger.info("Replay of %d events declined by %s", count, result.decided_by)
             result.outcome = "declined"
@@ -244,16 +236,9 @@ def _approval(result: ReplayResult, plan: Tally, timeout: int) -> ReplayApproval
         f"{result.until.astimezone(STOCKHOLM):%Y-%m-%d %H:%M} Stockholm time to the "
         "gateway? Each is sent at most once; events delivered meanwhile are skipped."
     )
-    try:
-        return pause_flow_run(
-            wait_for_input=ReplayApproval.with_initial_data(description=text),
-            timeout=timeout,
-            poll_interval=APPROVAL_POLL_SECONDS,
-        )
-    except FlowPauseTimeout:
-        raise OpsError(
-            f"no approval within {timeout} s: none of the {result.would_replay} events was sent"
-        ) from None
+    return wait_for_approval(
+        ReplayApproval, text, timeout, f"none of the {result.would_replay} events was sent"
+    )
 
 
 def _publish(result: ReplayResult, tally: Tally) -> None:

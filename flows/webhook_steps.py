@@ -418,9 +418,18 @@ def deleted_subscriptions(tally: Tally) -> list[str]:
 
 
 def log_unchecked(shape: Shape) -> None:
-    """Say in the log which checks the table's columns do not allow."""
+    """Say in the log which checks the table's columns do not allow, and which
+    recommended indexes the table lacks (each with the statement that makes it)."""
+    logger = get_run_logger()
     for check, why in shape.unchecked().items():
-        get_run_logger().warning("%s not run: %s", check, why)
+        logger.warning("%s not run: %s", check, why)
+    for index in shape.indexes:
+        if not index.present:
+            logger.warning(
+                "%s has no index for %s: %s", shape.table, index.purpose, index.statement
+            )
+    for statement in shape.created:
+        logger.info("Created: %s", statement)
 
 
 def tally_markdown(tally: Tally, lookback_hours: int, dry_run: bool, note: str | None) -> list[str]:

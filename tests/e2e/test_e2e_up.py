@@ -41,6 +41,7 @@ from support.webhook_receiver import (
     square_body,
     square_signature,
 )
+from support.webhook_table import create_deliveries_table
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
@@ -155,11 +156,7 @@ def seed_failed_webhooks(platform_db: str, receiver: WebhookReceiver) -> None:
     table of the shape the reconciliation reads (the runbook's table lacks the body)."""
     url = receiver.notification_url("square")
     with psycopg.connect(platform_db, autocommit=True) as conn:
-        conn.execute(
-            f"CREATE TABLE {WEBHOOK_TABLE} (id bigserial PRIMARY KEY, provider text, "
-            "status text, created_at timestamptz, http_status int, raw_body bytea, "
-            "signature text, signature_timestamp text, event_id text, event_type text)"
-        )
+        create_deliveries_table(conn, WEBHOOK_TABLE)
         for n in range(REPLAYED_EVENTS):
             body = square_body(f"sq-ui-{n:03}")
             conn.execute(

@@ -33,6 +33,7 @@ from support.webhook_receiver import (
     zettle_body,
     zettle_signature,
 )
+from support.webhook_table import create_deliveries_table
 
 from deployments import DeploymentSpec
 from flows.pos_health_sweep import pos_health_sweep
@@ -45,21 +46,6 @@ AT = datetime(2027, 3, 10, 9, 0, tzinfo=STOCKHOLM)
 SQUARE_PREVIOUS_KEY = "square-sig-key-previous-1a2b3c"
 SHOPIFY_PREVIOUS_SECRET = "shopify-secret-previous-4d5e6f"
 FORGER_KEY = "not-a-key-the-platform-has"
-
-DELIVERIES_SQL = """
-CREATE TABLE webhook_delivery_attempts (
-    id                  bigserial PRIMARY KEY,
-    provider            text NOT NULL,
-    status              text NOT NULL,
-    created_at          timestamptz NOT NULL,
-    http_status         integer,
-    raw_body            bytea,
-    signature           text,
-    signature_timestamp text,
-    event_id            text,
-    event_type          text
-);
-"""
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
@@ -83,7 +69,7 @@ def deliveries_url(db_factory: Callable[[], str]) -> str:
     """A platform database with an empty `webhook_delivery_attempts`."""
     url = db_factory()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(DELIVERIES_SQL)
+        create_deliveries_table(conn)
     return url
 
 
