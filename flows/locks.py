@@ -39,6 +39,7 @@ DEAD_HOLDER_BOUND_SECONDS = 120
 """The README's promise: lease, the repossessor's 15 s loop and a retry of the waiter."""
 WAIT_REPORT_SECONDS = 30
 FIRST_TRY_SECONDS = 1
+FREE_LOCK_PATIENCE = 30
 
 
 def lock_name(system: str, address: str) -> str:
@@ -115,15 +116,28 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 @contextmanager
 def lock_if_free(name: str) -> Iterator[bool]:
     """Hold the lock `name` for the block's duration if it is free (True), or not at all
-    (False): for a run that must be skipped, not queued, when another holds it."""
-    ensure_limit(name)
+    (False): for a run that must be skipped, not queued, when another holds it.
+
+    Whether another holds it is read from the limit's taken slots, not from how long
+    taking it takes: a busy API server answering in over a second must not make a free
+    lock look taken. A run that took it between the look and the take is waited for
+    at most FREE_LOCK_PATIENCE seconds."""
+    with get_client(sync_client=True) as client:
+        try:
+            limit = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            limit = client.read_global_concurrency_limit_by_name(name)
+    if limit.active_slots >= limit.limit:
+        yield False
+        return
     with ExitStack() as stack:
         try:
             stack.enter_context(
                 concurrency(
                     name,
                     occupy=1,
-                    timeout_seconds=FIRST_TRY_SECONDS,
+                    timeout_seconds=FREE_LOCK_PATIENCE,
                     strict=True,
                     lease_duration=LOCK_LEASE_SECONDS,
                 )

@@ -22,7 +22,7 @@ import subprocess
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -147,6 +147,35 @@ def walk_the_restore_form(client: httpx.Client, port: int, log: Path, server: st
     return f"{server}/{UI_TARGET}"
 
 
+def start_up(
+    cwd: Path, env: dict[str, str], log: IO[bytes], state: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`feedback-ops up` on a free port, and that port once its server listens. The
+    suite's other processes open connections from the same range of ports, so one may
+    take the port between its choice and the server's start: then `up` says so and
+    exits, and is started again on another (three tries)."""
+    for _ in range(3):
+        port = free_port()
+        up = subprocess.Popen(
+            [str(FEEDBACK_OPS), "up", "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+        def started(up: subprocess.Popen[bytes] = up, port: int = port) -> bool:
+            return up.poll() is not None or port_accepts("127.0.0.1", port)
+
+        wait_until(started, timeout=180, what="the Prefect server of up")
+        if up.poll() is None:
+            return up, port
+        server_log = (state / "prefect-server.log").read_text(errors="replace")
+        assert "already in use" in server_log, (cwd / "up.log").read_text()[-3000:]
+    raise AssertionError("up found its port taken three times in a row")
+
+
 REPLAYED_EVENTS = 101
 WEBHOOK_TABLE = "public.gateway_webhook_attempts"
 
@@ -232,7 +261,6 @@ def drop_restored(platform_db: str) -> None:
 def test_up_serves_the_backup_deployment_and_stops_cleanly(
     platform_db: str, db_factory: Any, tmp_path: Path
 ) -> None:
-    port = free_port()
     state = tmp_path / "state"
     backups = tmp_path / "backups"
     receiver = WebhookReceiver()
@@ -242,7 +270,7 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
         state,
         DATABASE_URL=platform_db,
         BACKUP_URL=f"file://{backups}",
-        FEEDBACK_OPS_PORT=str(port),
+        FEEDBACK_OPS_PORT=str(free_port()),  # nothing listens there before `up`
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         WEBHOOK_ATTEMPTS_TABLE=WEBHOOK_TABLE,
         POS_WEBHOOK_URL=f"{receiver.url}/webhooks",
@@ -274,14 +302,7 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     }
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed in finally
-    up = subprocess.Popen(
-        [str(FEEDBACK_OPS), "up", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    up, port = start_up(tmp_path, env, log, state)
     api = f"http://127.0.0.1:{port}/api"
     try:
         with httpx.Client(base_url=api, timeout=10) as client:
