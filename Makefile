@@ -21,6 +21,7 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/hadolint docker/Dockerfile
 
 typecheck:
 	$(BIN)/mypy
