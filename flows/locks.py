@@ -17,6 +17,7 @@ outlive a server restart: see `feedback_ops.cli`. A waiting run says so in its l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -25,8 +26,9 @@ from contextlib import ExitStack, contextmanager
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import MissingContextError, ObjectNotFound
+from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_logger
 from prefect.logging.loggers import get_run_logger
 
@@ -47,14 +49,19 @@ def lock_name(system: str, address: str) -> str:
     return re.sub(r"[^A-Za-z0-9._:-]", "-", f"{system}:{address}")
 
 
-def ensure_limit(name: str) -> None:
-    """Create the one-slot global concurrency limit `name` unless it exists (an existing
-    one keeps the limit it was given)."""
+def ensure_limit(name: str) -> GlobalConcurrencyLimitResponse:
+    """The global concurrency limit `name`, created with one slot unless it exists (an
+    existing one keeps the limit it was given), as the server has it now."""
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(name)
+            return client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            # Another run may create it between the read and the create: then it is there.
+            with contextlib.suppress(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=1)
+                )
+            return client.read_global_concurrency_limit_by_name(name)
 
 
 @contextmanager
@@ -122,12 +129,7 @@ def lock_if_free(name: str) -> Iterator[bool]:
     taking it takes: a busy API server answering in over a second must not make a free
     lock look taken. A run that took it between the look and the take is waited for
     at most FREE_LOCK_PATIENCE seconds."""
-    with get_client(sync_client=True) as client:
-        try:
-            limit = client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-            limit = client.read_global_concurrency_limit_by_name(name)
+    limit = ensure_limit(name)
     if limit.active_slots >= limit.limit:
         yield False
         return
