@@ -185,7 +185,7 @@ def pos_health_sweep(
             at,
             sweep_id,
             load_block(PosProviders, providers_block),
-            _tokens(tokens_block),
+            saved_tokens(tokens_block),
             tokens_block,
             gateway,
             load_block(RedisServer, redis_block),
@@ -280,7 +280,7 @@ def _late() -> str | None:
     )
 
 
-def _tokens(name: str) -> PosTokens:
+def saved_tokens(name: str) -> PosTokens:
     """The renewed tokens; none yet before the first renewal."""
     try:
         return load_block(PosTokens, name)

@@ -12,7 +12,6 @@ is a dry run unless told: it lists what it would replay, and why, and sends noth
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -276,8 +275,7 @@ def _summary(result: ReconciliationResult) -> str:
     replayable = sum(result.replayable.values())
     if result.dry_run:
         return f"{result.failed_events} failed events; {replayable} would be replayed"
-    sent: dict[str, Any] = result.replayed
     return (
-        f"{result.failed_events} failed events; {sum(sent.values())} replayed, "
+        f"{result.failed_events} failed events; {sum(result.replayed.values())} replayed, "
         f"{sum(result.dead_lettered.values())} dead-lettered"
     )

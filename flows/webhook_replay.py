@@ -12,7 +12,7 @@ does not wait for an event's backoff and may take back a dead-lettered one.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -56,7 +56,7 @@ APPROVE_ABOVE = 100
 REPLAY_LOCK_WAIT_SECONDS = 15 * 60
 """A scheduled reconciliation's replays take well under this."""
 
-EVERY_FAILURE: list[FailureKind] = ["no answer", "5xx", "429", "signature rejected", "refused"]
+EVERY_FAILURE: list[FailureKind] = list(get_args(FailureKind))
 
 
 class ReplayApproval(Approval):

@@ -17,13 +17,15 @@ from prefect import get_run_logger
 from prefect.runtime import flow_run
 
 from blocks import PlatformGateway, PosProviders, PostgresDatabase, load_block
+from blocks.catalog.webhooks import Outcome
 from blocks.pos.deliveries import Judged, Keys, Shape, WebhookDeliveries, judge, signing_keys
 from blocks.pos.replay import Replay
 from blocks.pos.signatures import replay_headers
 from blocks.pos.subscriptions import webhook_base
-from blocks.pos.tokens import PosTokens
 from feedback_ops.errors import ConfigError
 from flows.alert_steps import AlertTargets, Conditions
+from flows.pos_health_sweep import saved_tokens
+from policy import Severity
 from policy.webhooks import (
     MAX_REPLAY_ATTEMPTS,
     RETRY_WINDOWS,
@@ -76,9 +78,12 @@ class Sources:
         return self.target
 
     @property
-    def square_url(self) -> str:
-        """The notification URL Square signs: the block's, else the replay endpoint."""
-        return self.deliveries.square_notification_url or f"{self.target or ''}/square"
+    def square_url(self) -> str | None:
+        """The notification URL Square signs: the block's, else the replay endpoint;
+        None when neither is known."""
+        if self.deliveries.square_notification_url:
+            return self.deliveries.square_notification_url
+        return None if self.target is None else f"{self.target}/square"
 
 
 def load_sources(
@@ -93,10 +98,7 @@ def load_sources(
     with a re-created subscription wins over the configured one)."""
     deliveries = load_block(WebhookDeliveries, deliveries_block)
     providers = load_block(PosProviders, providers_block)
-    try:
-        tokens = load_block(PosTokens, tokens_block)
-    except ValueError:  # no sweep has renewed anything yet
-        tokens = PosTokens()
+    tokens = saved_tokens(tokens_block)
     gateway = load_block(PlatformGateway, gateway_block)
     keys = signing_keys(deliveries, tokens.zettle_signing_key, tokens.zettle_previous_signing_key)
     return Sources(
@@ -168,27 +170,25 @@ class Tally:
                 self.delivered[outcome.provider] += 1
             else:
                 self.failed[outcome.provider] += 1
-                self.note(
-                    "replay failed",
-                    {
-                        "provider": outcome.provider,
-                        "event_id": outcome.event_id,
-                        "attempt": outcome.attempt,
-                        "why": outcome.error,
-                    },
-                )
+                self.note("replay failed", _outcome_row(outcome))
         for outcome in replayed.dead:
             self.dead[outcome.provider] += 1
-            self.note(
-                "dead-lettered",
-                {
-                    "provider": outcome.provider,
-                    "event_id": outcome.event_id,
-                    "attempt": outcome.attempt,
-                    "why": outcome.error,
-                },
-            )
+            self.note("dead-lettered", _outcome_row(outcome))
         self.skipped.update(replayed.skipped)
+
+    def first_ids(self, kind: str, provider: str, n: int = 10) -> list[str]:
+        """The event ids of the first `n` listed under `kind` for `provider`."""
+        rows = self.listed.get(kind, [])
+        return [str(r["event_id"]) for r in rows if r["provider"] == provider][:n]
+
+
+def _outcome_row(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "provider": outcome.provider,
+        "event_id": outcome.event_id,
+        "attempt": outcome.attempt,
+        "why": outcome.error,
+    }
 
 
 def _row(judged: Judged) -> dict[str, Any]:
@@ -221,8 +221,6 @@ def walk(
     (failure, signature, retry window), and with `send` the genuine ones replayed,
     at most `budget` of them. `kinds` keeps only failures of those kinds."""
     tally = Tally()
-    if send:
-        sources.require_target()
     after: tuple[str, str] | None = None
     run_id = flow_run.get_id()
     while True:
@@ -296,7 +294,10 @@ def _replay(sources: Sources, judged: Judged) -> Replay:
     provider = stored.provider
     key = sources.keys[provider].current
     assert key is not None and judged.signed is not None and judged.event_id is not None
-    url = sources.square_url if provider == "square" else f"{sources.target}/{provider}"
+    url = f"{sources.require_target()}/{provider}"
+    if provider == "square" and sources.square_url:
+        url = sources.square_url  # Square signs the URL it delivers to: send it there
+
     headers = replay_headers(
         provider,
         key,
@@ -310,6 +311,27 @@ def _replay(sources: Sources, judged: Judged) -> Replay:
     )
     body = stored.body or b""
     return Replay(provider, judged.event_id, url, headers, body, 1, stored.id)
+
+
+SIGNATURE_ALERTS: dict[Signature, tuple[str, str, str]] = {
+    Signature.PREVIOUS_KEY: (
+        "webhook-signature-key-rotation",
+        "were signed with the previous key: the rotated key is not rolled out "
+        "to the gateway (configuration)",
+        TROUBLESHOOTING,
+    ),
+    Signature.CURRENT_KEY: (
+        "webhook-signature-gateway-bug",
+        "were signed with the current key yet rejected: a gateway bug",
+        TROUBLESHOOTING,
+    ),
+    Signature.NO_KEY: (
+        "webhook-signature-possible-forgery",
+        "match no key the platform knows: possible forgery; follow the security-incident procedure",
+        SECURITY,
+    ),
+}
+"""Each audit verdict's alert: its name, what the summary says, the runbook section."""
 
 
 class WebhookAlerts(Conditions):
@@ -337,25 +359,7 @@ class WebhookAlerts(Conditions):
     def signature(self, provider: str, verdict: Signature, count: int, first: list[str]) -> None:
         """Rejected deliveries whose signature told something: a key rotation not rolled
         out, a gateway bug, or a possible forgery (the security-incident path)."""
-        name, what, section = {
-            Signature.PREVIOUS_KEY: (
-                "webhook-signature-key-rotation",
-                "were signed with the previous key: the rotated key is not rolled out "
-                "to the gateway (configuration)",
-                TROUBLESHOOTING,
-            ),
-            Signature.CURRENT_KEY: (
-                "webhook-signature-gateway-bug",
-                "were signed with the current key yet rejected: a gateway bug",
-                TROUBLESHOOTING,
-            ),
-            Signature.NO_KEY: (
-                "webhook-signature-possible-forgery",
-                "match no key the platform knows: possible forgery; follow the "
-                "security-incident procedure",
-                SECURITY,
-            ),
-        }[verdict]
+        name, what, section = SIGNATURE_ALERTS[verdict]
         self._raise(
             f"{name}:{provider}",
             name,
@@ -367,11 +371,7 @@ class WebhookAlerts(Conditions):
 
     def signature_fine(self, provider: str, verdict: Signature) -> None:
         """No rejected delivery of this kind any more."""
-        name = {
-            Signature.PREVIOUS_KEY: "webhook-signature-key-rotation",
-            Signature.CURRENT_KEY: "webhook-signature-gateway-bug",
-            Signature.NO_KEY: "webhook-signature-possible-forgery",
-        }[verdict]
+        name, _, _ = SIGNATURE_ALERTS[verdict]
         self._clear(f"{name}:{provider}")
 
     def dead_letters(self, provider: str, count: int, first: list[str]) -> None:
@@ -380,7 +380,7 @@ class WebhookAlerts(Conditions):
         self._raise(
             f"webhook-dead-letters:{provider}",
             "webhook-dead-letters",
-            signature_severity(Signature.CURRENT_KEY),
+            Severity.HIGH,
             f"{count} {provider} webhook events dead-lettered after {MAX_REPLAY_ATTEMPTS} "
             "replays failed (ops.webhook_dead_letters)",
             {"provider": provider, "events": count, "first_event_ids": first},
@@ -394,20 +394,12 @@ def raise_tally_alerts(alerts: WebhookAlerts, tally: Tally, audited: bool) -> No
         for verdict in Signature:
             count = tally.signatures[(provider, verdict.value)]
             if count:
-                first = [
-                    str(r["event_id"])
-                    for r in tally.listed.get(f"signature: {verdict.value}", [])
-                    if r["provider"] == provider
-                ][:10]
+                first = tally.first_ids(f"signature: {verdict.value}", provider)
                 alerts.signature(provider, verdict, count, first)
             elif audited:
                 alerts.signature_fine(provider, verdict)
         if tally.dead[provider]:
-            first = [
-                str(r["event_id"])
-                for r in tally.listed.get("dead-lettered", [])
-                if r["provider"] == provider
-            ][:10]
+            first = tally.first_ids("dead-lettered", provider)
             alerts.dead_letters(provider, tally.dead[provider], first)
 
 

@@ -27,7 +27,7 @@ from prefect.blocks.core import Block
 from psycopg import sql
 from pydantic import Field, HttpUrl, SecretStr, field_validator
 
-from blocks.pos import reveal
+from blocks.pos import PROVIDERS, reveal
 from blocks.pos.signatures import Unverifiable, audit, event_id_in, parse_body, signed_bytes
 from policy.webhooks import Failure, Signature, failure_of, replayable, window_ended
 
@@ -561,18 +561,15 @@ class Judged:
     signed: bytes | None = field(default=None, repr=False)
 
 
-KNOWN = ("square", "shopify", "zettle")
-
-
 def judge(
     stored: Stored,
     keys: dict[str, Keys],
-    square_url: str,
+    square_url: str | None,
     at: datetime,
     shape: Shape,
 ) -> Judged:
     """Classify one failed delivery: never raises, whatever the row holds."""
-    if stored.provider not in KNOWN:
+    if stored.provider not in PROVIDERS:
         return Judged(stored, stored.event_id, None, reason=f"unknown provider {stored.provider!r}")
     failure = failure_of(stored.http_status)
     ended = window_ended(stored.provider, stored.first_failed_at, at)

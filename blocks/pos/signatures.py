@@ -66,16 +66,22 @@ def event_id_in(provider: str, message: dict[str, Any]) -> str | None:
     return None
 
 
-def signed_bytes(provider: str, body: bytes | None, square_url: str) -> bytes:
+def signed_bytes(provider: str, body: bytes | None, square_url: str | None) -> bytes:
     """What the provider's HMAC covers for this delivery.
 
     Raises:
-        Unverifiable: an unknown provider, no body, or (Zettle) a body without its
-            string `timestamp` and `payload`.
+        Unverifiable: an unknown provider, no body, (Square) no notification URL, or
+            (Zettle) a body without its string `timestamp` and `payload`.
     """
     if provider == "square":
         parse_body(body)
         assert body is not None
+        if not square_url:
+            # Signed over another URL, a right signature would look forged.
+            raise Unverifiable(
+                "no Square notification URL is known (SQUARE_WEBHOOK_NOTIFICATION_URL, "
+                "POS_WEBHOOK_URL or GATEWAY_URL)"
+            )
         return square_url.encode() + body
     if provider == "shopify":
         parse_body(body)  # Shopify sends JSON: anything else was stored damaged

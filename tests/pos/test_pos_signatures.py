@@ -226,6 +226,12 @@ def test_signed_bytes_says_why_a_delivery_is_unverifiable(
     assert str(raised.value) == message
 
 
+def test_a_square_delivery_is_not_checked_against_an_unknown_url() -> None:
+    # Signed over another URL, a right signature would look forged.
+    with pytest.raises(Unverifiable, match="^no Square notification URL is known"):
+        signed_bytes("square", square_body("sq-1"), None)
+
+
 # --- a replay's headers ----------------------------------------------------------------------
 
 
