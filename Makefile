@@ -48,7 +48,8 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	touch $@
 
 # pg_dump and pg_restore must be installed for the backups themselves, redis-cli and
-# redis-check-rdb for RDB snapshots of Redis.
+# redis-check-rdb for RDB snapshots of Redis; promtool (Debian's prometheus) checks the
+# alerting rules and prometheus-pushgateway receives the flows' metrics in the tests.
 tools:
 	@command -v pg_dump >/dev/null && command -v pg_restore >/dev/null || { \
 	  echo "installing postgresql-client"; \
@@ -56,6 +57,12 @@ tools:
 	@command -v redis-cli >/dev/null && command -v redis-check-rdb >/dev/null || { \
 	  echo "installing redis-tools"; \
 	  apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null; }
+	@command -v promtool >/dev/null || { \
+	  echo "installing prometheus"; \
+	  apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
+	@command -v prometheus-pushgateway >/dev/null || { \
+	  echo "installing prometheus-pushgateway"; \
+	  apt-get update -qq && apt-get install -y -qq prometheus-pushgateway >/dev/null; }
 
 # Debian's Chromium, for the test that walks the Prefect UI as an operator does
 # (Playwright drives it by its path).

@@ -2,9 +2,9 @@
 
 One module or package per system: `postgres`, `catalog` (the ops catalog in
 PostgreSQL), `redis`, `storage`, `channels` (Slack, email, PagerDuty, SMS), `pos`
-(Square, Shopify, Zettle), `gateway` (the platform's API gateway) and `encryption`
-(the configuration backup key). A block imports only `policy` and the errors module,
-never tasks or flows.
+(Square, Shopify, Zettle), `gateway` (the platform's API gateway), `encryption`
+(the configuration backup key) and `metrics` (the Prometheus Pushgateway). A block
+imports only `policy` and the errors module, never tasks or flows.
 """
 
 from collections.abc import Iterator, Mapping
@@ -23,12 +23,14 @@ from blocks.channels import (
 )
 from blocks.encryption import ConfigBackupKey
 from blocks.gateway import PlatformGateway
+from blocks.metrics import MetricsPushgateway
 from blocks.pos import PosProviders
 from blocks.pos.deliveries import WebhookDeliveries
 from blocks.pos.tokens import PosTokens
 from blocks.postgres import PostgresDatabase
 from blocks.redis import RedisServer
 from blocks.storage import BackupStorage
+from blocks.work_pools import WorkPoolFailover
 
 B = TypeVar("B", bound=Block)
 
@@ -70,6 +72,7 @@ __all__ = [
     "ConfigBackupKey",
     "EmailAlerts",
     "EscalationContacts",
+    "MetricsPushgateway",
     "PagerDutyAlerts",
     "PlatformGateway",
     "PosProviders",
@@ -78,6 +81,7 @@ __all__ = [
     "RedisServer",
     "SlackAlerts",
     "SmsAlerts",
+    "WorkPoolFailover",
     "WebhookDeliveries",
     "load_block",
     "run_only_blocks",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from prefect import Flow
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Schedule
 from prefect.types.entrypoint import EntrypointType
 
@@ -41,6 +42,8 @@ class DeploymentSpec:
     tags: tuple[str, ...] = ()
     skip_while_running: bool = False
     """One run at a time; a run due while one is running is cancelled, not queued."""
+    triggers: tuple[DeploymentEventTrigger, ...] = ()
+    """Events that start a run (Prefect creates an automation for each)."""
 
     @property
     def flow_name(self) -> str:
@@ -52,14 +55,30 @@ class DeploymentSpec:
         """`flow/deployment`, as `run_deployment` takes it."""
         return f"{self.flow_name}/{self.name}"
 
-    def to_runner(self) -> RunnerDeployment:
+    def to_runner(
+        self,
+        *,
+        name: str | None = None,
+        work_pool: str | None = None,
+        image: str | None = None,
+        schedules_active: bool = True,
+    ) -> RunnerDeployment:
         """The deployment `serve()` registers, never paused on start, its form's fields
-        labelled for operators (`flows.parameters.TITLES`)."""
+        labelled for operators (`flows.parameters.TITLES`).
+
+        With `work_pool`, the same deployment for that pool's workers (`feedback-ops
+        deploy`), under `name` if given, its schedules inactive unless
+        `schedules_active`, and run in `image` by a Docker pool's workers.
+        """
+        schedules = [replace(s, active=s.active and schedules_active) for s in self.schedules]
         deployment = self.flow.to_deployment(
-            name=self.name,
-            schedules=list(self.schedules),
+            name=name or self.name,
+            schedules=schedules,
             parameters=self.parameters,
             tags=list(self.tags),
+            triggers=list(self.triggers),
+            work_pool_name=work_pool,
+            job_variables={"image": image} if image else None,
             paused=False,
             entrypoint_type=EntrypointType.MODULE_PATH,
             concurrency_limit=ConcurrencyLimitConfig(

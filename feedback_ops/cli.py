@@ -1,4 +1,5 @@
-"""The `feedback-ops` command: up, run, config sync, schedule, policy, calendar.
+"""The `feedback-ops` command: up, run, deploy, pool-failover, config sync, schedule,
+policy, calendar, pos status.
 
 Prefect reads its settings when first imported, so this module imports nothing of
 Prefect (nor of the flows) until the environment is prepared for the command.
@@ -496,6 +497,73 @@ def cmd_config_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- deploy, pool-failover -------------------------------------------------------------
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Register every deployment on the work pools of the Prefect server that
+    PREFECT_API_URL names, and print what changed."""
+    from feedback_ops.deploy import deploy
+    from feedback_ops.errors import OpsError
+
+    try:
+        outcome = deploy(args.pool, args.standby_pool, args.image)
+    except OpsError as exc:
+        _fail(f"deploy: {_one_line(exc)}")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the server went away or refused half-way
+        _fail(
+            f"deploy stopped: {_one_line(exc)}; run it again to finish (it changes only "
+            "what differs)"
+        )
+        return 1
+    if args.json:
+        print(json.dumps(outcome.as_json()))
+        return 0
+    layout = outcome.layout
+    for pool in outcome.pools_created:
+        print(f"work pool {pool}: created ({'docker' if args.image else 'process'})")
+    for name in outcome.created:
+        print(f"{name}: created")
+    for name, fields in outcome.updated.items():
+        print(f"{name}: updated {', '.join(fields)}")
+    pools = layout.primary + (f" and {layout.standby}" if layout.standby else "")
+    print(
+        f"{len(outcome.created) + len(outcome.updated) + len(outcome.unchanged)} deployments "
+        f"on {pools}: {len(outcome.created)} created, {len(outcome.updated)} updated, "
+        f"{len(outcome.unchanged)} unchanged; scheduled work runs on {layout.active_pool}"
+    )
+    return 0
+
+
+def cmd_pool_failover(args: argparse.Namespace) -> int:
+    """Move the scheduled work to the standby work pool, or back to the primary."""
+    from feedback_ops.deploy import pool_failover
+    from feedback_ops.errors import OpsError
+
+    try:
+        report = pool_failover(args.to, force=args.force)
+    except OpsError as exc:
+        _fail(f"pool-failover: {_one_line(exc)}")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the server went away half-way
+        _fail(
+            f"pool-failover stopped: {_one_line(exc)}; run it again to finish (it is safe "
+            "to repeat)"
+        )
+        return 1
+    if args.json:
+        print(json.dumps(report.__dict__))
+        return 0
+    print(
+        f"scheduled work now runs on {report.to_pool} (was {report.from_pool}): "
+        f"{report.deployments} deployments, {report.schedules_activated} schedules turned on "
+        f"there, {report.schedules_deactivated} turned off on {report.from_pool}, "
+        f"{len(report.moved_runs)} waiting runs moved"
+    )
+    return 0
+
+
 # --- up ------------------------------------------------------------------------------
 
 
@@ -521,6 +589,29 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1", help="address to listen on")
     up.add_argument("--port", type=int, default=None, help="UI/API port (default 4200)")
     up.set_defaults(handler=cmd_up)
+
+    deploy = sub.add_parser(
+        "deploy", help="register every deployment on work pools of PREFECT_API_URL's server"
+    )
+    deploy.add_argument("--pool", default="ops-primary", help="primary work pool")
+    deploy.add_argument(
+        "--standby-pool", default=None, help="standby work pool (schedules inactive there)"
+    )
+    deploy.add_argument(
+        "--image", default=None, help="run flows in this image (creates docker pools)"
+    )
+    deploy.add_argument("--json", action="store_true", help="print one JSON object")
+    deploy.set_defaults(handler=cmd_deploy)
+
+    failover = sub.add_parser(
+        "pool-failover", help="move scheduled work to the standby work pool or back"
+    )
+    failover.add_argument("--to", required=True, metavar="standby|primary")
+    failover.add_argument(
+        "--force", action="store_true", help="even when the target pool has no ready worker"
+    )
+    failover.add_argument("--json", action="store_true", help="print one JSON object")
+    failover.set_defaults(handler=cmd_pool_failover)
 
     run = sub.add_parser("run", help="run one flow now")
     run.add_argument("flow", help="flow name, e.g. database-backup")

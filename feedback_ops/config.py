@@ -29,6 +29,7 @@ from blocks import (
     ConfigBackupKey,
     EmailAlerts,
     EscalationContacts,
+    MetricsPushgateway,
     PagerDutyAlerts,
     PlatformGateway,
     PosProviders,
@@ -37,6 +38,7 @@ from blocks import (
     SlackAlerts,
     SmsAlerts,
     WebhookDeliveries,
+    WorkPoolFailover,
     load_block,
 )
 from blocks.encryption import parse_key
@@ -47,6 +49,7 @@ from blocks.names import (
     CONTACTS_BLOCK,
     EMAIL_BLOCK,
     GATEWAY_BLOCK,
+    METRICS_BLOCK,
     OPS_DATABASE_BLOCK,
     PAGERDUTY_BLOCK,
     PLATFORM_DATABASE_BLOCK,
@@ -55,6 +58,7 @@ from blocks.names import (
     SLACK_BLOCK,
     SMS_BLOCK,
     WEBHOOK_DELIVERIES_BLOCK,
+    WORK_POOL_FAILOVER_BLOCK,
 )
 from blocks.pos.deliveries import IDENTIFIER, ROLES
 from blocks.storage.stores import parse_location
@@ -104,7 +108,9 @@ BLOCK_SPECS: tuple[BlockSpec, ...] = (
     BlockSpec(EMAIL_BLOCK, EmailAlerts, None),
     BlockSpec(PAGERDUTY_BLOCK, PagerDutyAlerts, None),
     BlockSpec(SMS_BLOCK, SmsAlerts, None),
+    BlockSpec(METRICS_BLOCK, MetricsPushgateway, None),
     BlockSpec(CONTACTS_BLOCK, EscalationContacts, lambda env: EscalationContacts()),
+    BlockSpec(WORK_POOL_FAILOVER_BLOCK, WorkPoolFailover, None),
 )
 """Every block the environment configures, in the order they are saved; the alert
 channels block that refers to the channel blocks and contacts comes after them."""
@@ -267,6 +273,8 @@ def blocks_from_env(
             except ConfigError as exc:
                 variable = next(iter(spec.variables.values()))
                 raise ConfigError(f"{variable} (block {spec.name!r}): {exc}") from None
+        if isinstance(block, MetricsPushgateway):
+            block.target()  # likewise: a malformed PUSHGATEWAY_URL fails here, by name
         blocks[spec.name] = block
     blocks[ALERT_CHANNELS_BLOCK] = alert_channels(blocks)
     return blocks

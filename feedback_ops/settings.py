@@ -24,6 +24,7 @@ from blocks.names import (
     CONTACTS_BLOCK,
     EMAIL_BLOCK,
     GATEWAY_BLOCK,
+    METRICS_BLOCK,
     OPS_DATABASE_BLOCK,
     PAGERDUTY_BLOCK,
     PLATFORM_DATABASE_BLOCK,
@@ -32,6 +33,7 @@ from blocks.names import (
     SLACK_BLOCK,
     SMS_BLOCK,
     WEBHOOK_DELIVERIES_BLOCK,
+    WORK_POOL_FAILOVER_BLOCK,
 )
 
 
@@ -108,8 +110,10 @@ _WEBHOOKS = (
     "Webhook deliveries (read by webhook-reconciliation and webhook-replay; the audit "
     "and the replay of a provider need its keys)"
 )
+_METRICS = "Metrics (what the platform's Prometheus reads, through its Pushgateway)"
 _STORAGE = "Backup storage"
 _ALERTS = "Alert channels (each is off until its variables are set)"
+_POOLS = "Work pools (`feedback-ops deploy`, `pool-failover`)"
 _LOCAL = "This machine"
 
 SETTINGS: tuple[Setting, ...] = (
@@ -524,6 +528,19 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "PUSHGATEWAY_URL",
+        METRICS_BLOCK,
+        "url",
+        Kind.SECRET,
+        "",
+        "The Prometheus Pushgateway the flows push their figures to (backups' age, size "
+        "and duration, restore drills, open alerts, POS uptime, webhook success); "
+        "`https://user:password@host` for basic auth. Unset: nothing is pushed.",
+        _METRICS,
+        secret=True,
+        example="http://pushgateway:9091",
+    ),
+    Setting(
         "BACKUP_URL",
         BACKUP_STORAGE_BLOCK,
         "url",
@@ -791,6 +808,16 @@ SETTINGS: tuple[Setting, ...] = (
         example='{"DevOps": {"phone": "+46700000001", "email": "devops@ai-feedback.se", '
         '"slack": "@devops-team"}, "Engineering Lead": {"phone": "+46700000002", '
         '"email": "engineering@ai-feedback.se", "slack": "@eng-lead"}}',
+    ),
+    Setting(
+        "POOL_AUTO_FAILOVER",
+        WORK_POOL_FAILOVER_BLOCK,
+        "auto_failover",
+        Kind.BOOL,
+        "false",
+        "When the primary work pool goes not-ready, move the schedules to the standby pool "
+        "without waiting for an operator (off: the alert names the command instead).",
+        _POOLS,
     ),
     Setting(
         "FEEDBACK_OPS_STATE_DIR",

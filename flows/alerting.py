@@ -16,7 +16,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import AwareDatetime, BaseModel
 
-from blocks.names import ALERT_CHANNELS_BLOCK, OPS_DATABASE_BLOCK
+from blocks.names import ALERT_CHANNELS_BLOCK, METRICS_BLOCK, OPS_DATABASE_BLOCK
+from flows.metric_steps import push_open_alerts
 from flows.parameters import BlockName, Operator
 from tasks.notify import close_alert, escalate, find_due, send_due
 
@@ -33,9 +34,11 @@ def alert_escalation(
     ops_database_block: BlockName = OPS_DATABASE_BLOCK,
     as_of: AwareDatetime | None = None,
     alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
+    metrics_block: BlockName = METRICS_BLOCK,
 ) -> EscalationSweep:
     """Escalate unacknowledged alerts past their response time; send queued alerts
-    whose next business day has begun; retry alerts that reached no one.
+    whose next business day has begun; retry alerts that reached no one. Then push the
+    alerts not resolved yet, by severity, to the Pushgateway.
 
     `as_of` evaluates the deadlines at another moment than now (a drill, or a
     catch-up after an outage); leave it empty in the schedule.
@@ -47,6 +50,8 @@ def alert_escalation(
             means now, as the schedule runs it.
         alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
             SMS and the escalation contacts a failure is reported to.
+        metrics_block: Name of the Metrics Pushgateway block the run pushes its figures
+            to; none saved, or one without a URL: nothing is pushed.
     """
     logger = get_run_logger()
     now = as_of or datetime.now(UTC)
@@ -71,6 +76,7 @@ def alert_escalation(
             markdown="| alert | severity | action | channels |\n|---|---|---|---|\n"
             + "\n".join(lines),
         )
+    push_open_alerts(metrics_block, ops_database_block)
     return EscalationSweep(escalated=escalated, sent=sent)
 
 

@@ -18,11 +18,13 @@ from blocks import BackupStorage, PostgresDatabase, load_block
 from blocks.names import (
     ALERT_CHANNELS_BLOCK,
     BACKUP_STORAGE_BLOCK,
+    METRICS_BLOCK,
     OPS_DATABASE_BLOCK,
     PLATFORM_DATABASE_BLOCK,
 )
 from blocks.postgres.restore import RestoreDrill
 from flows.alert_steps import AlertTargets, clear_alert, raise_alert_beside
+from flows.metric_steps import drill_figures, push_figures
 from flows.parameters import BackupId, BlockName, RestoreJobs
 from policy import Severity
 from tasks.catalog import record_verification
@@ -31,6 +33,7 @@ from tasks.postgres import restore_drill
 from tasks.storage import find_backup
 
 RTO_SECONDS = 30 * 60  # runbook, "Scenario 1: Complete Database Loss"
+KIND = "database"
 
 
 class VerifyResult(BaseModel):
@@ -54,6 +57,7 @@ def backup_verify(
     storage_block: BlockName = BACKUP_STORAGE_BLOCK,
     ops_database_block: BlockName = OPS_DATABASE_BLOCK,
     alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
+    metrics_block: BlockName = METRICS_BLOCK,
 ) -> VerifyResult:
     """Verify a database backup by restoring it (runbook: `verify [backup_id]`).
 
@@ -74,13 +78,15 @@ def backup_verify(
             (`ops.backup_records`, alerts).
         alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
             SMS and the escalation contacts a failure is reported to.
+        metrics_block: Name of the Metrics Pushgateway block the run pushes its figures
+            to; none saved, or one without a URL: nothing is pushed.
     """
     logger = get_run_logger()
     server = load_block(PostgresDatabase, database_block)
     store = load_block(BackupStorage, storage_block).primary()
     ops_db = load_block(PostgresDatabase, ops_database_block)
     targets = AlertTargets(ops_database_block, alert_channels_block)
-    manifest, keys = find_backup(store, backup_id, None, "database")
+    manifest, keys = find_backup(store, backup_id, None, KIND)
     backup_id = str(manifest["id"])
     condition = f"backup-verify:{backup_id}"
     try:
@@ -88,10 +94,11 @@ def backup_verify(
     except Exception as exc:
         _tell_people(exc, backup_id, condition, store.url_for(keys.object), ops_db, targets)
         raise
+    verified_at = datetime.now(UTC)
     recorded = record_verification(
         ops_db,
         backup_id,
-        verified_at=datetime.now(UTC),
+        verified_at=verified_at,
         status="passed",
         restore_seconds=result.seconds,
         error=None,
@@ -110,6 +117,7 @@ def backup_verify(
         within_rto=result.seconds <= RTO_SECONDS,
     )
     _publish(verdict, store.url_for(keys.object), result)
+    push_figures(metrics_block, drill_figures(KIND, result.seconds, RTO_SECONDS, verified_at))
     return verdict
 
 

@@ -24,6 +24,7 @@ from blocks.names import (
     ALERT_CHANNELS_BLOCK,
     BACKUP_STORAGE_BLOCK,
     CONFIG_KEY_BLOCK,
+    METRICS_BLOCK,
     OPS_DATABASE_BLOCK,
     PLATFORM_DATABASE_BLOCK,
     POS_PROVIDERS_BLOCK,
@@ -41,6 +42,7 @@ from flows.backup_steps import (
     take_backup,
 )
 from flows.locks import lock_name
+from flows.metric_steps import backup_figures_after
 from flows.parameters import BlockName, TableName
 from tasks.pos import read_pos_webhooks
 from tasks.postgres import read_table_rows
@@ -129,15 +131,19 @@ def _back_up_bundle(
     key_block: str,
     storage_block: str,
     targets: AlertTargets,
+    metrics_block: str,
 ) -> ConfigBackupResult:
     """The shared steps of both configuration backups, around the bundle `build` makes."""
-    with alerting_on_failure(
-        condition=f"{kind}-backup",
-        alert_name=f"{kind}-backup-failed",
-        what=f"The {kind} backup",
-        details={"kind": kind},
-        runbook_section=RUNBOOK_SECTION,
-        targets=targets,
+    with (
+        backup_figures_after(metrics_block, targets.ops_database_block, kind),
+        alerting_on_failure(
+            condition=f"{kind}-backup",
+            alert_name=f"{kind}-backup-failed",
+            what=f"The {kind} backup",
+            details={"kind": kind},
+            runbook_section=RUNBOOK_SECTION,
+            targets=targets,
+        ),
     ):
         key = load_block(ConfigBackupKey, key_block).key_bytes()
         backup = take_backup(
@@ -173,6 +179,7 @@ def pos_config_backup(
     storage_block: BlockName = BACKUP_STORAGE_BLOCK,
     ops_database_block: BlockName = OPS_DATABASE_BLOCK,
     alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
+    metrics_block: BlockName = METRICS_BLOCK,
 ) -> ConfigBackupResult:
     """Back up the POS configuration (runbook: daily at 03:00).
 
@@ -194,6 +201,8 @@ def pos_config_backup(
             (`ops.backup_records`, alerts).
         alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
             SMS and the escalation contacts a failure is reported to.
+        metrics_block: Name of the Metrics Pushgateway block the run pushes its figures
+            to; none saved, or one without a URL: nothing is pushed.
     """
     db = load_block(PostgresDatabase, database_block)
     providers = load_block(PosProviders, providers_block)
@@ -214,6 +223,7 @@ def pos_config_backup(
         key_block,
         storage_block,
         AlertTargets(ops_database_block, alert_channels_block),
+        metrics_block,
     )
 
 
@@ -225,6 +235,7 @@ def app_config_backup(
     storage_block: BlockName = BACKUP_STORAGE_BLOCK,
     ops_database_block: BlockName = OPS_DATABASE_BLOCK,
     alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
+    metrics_block: BlockName = METRICS_BLOCK,
 ) -> ConfigBackupResult:
     """Back up the application configuration (runbook: daily at 04:00).
 
@@ -246,6 +257,8 @@ def app_config_backup(
             (`ops.backup_records`, alerts).
         alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
             SMS and the escalation contacts a failure is reported to.
+        metrics_block: Name of the Metrics Pushgateway block the run pushes its figures
+            to; none saved, or one without a URL: nothing is pushed.
     """
     db = load_block(PostgresDatabase, database_block)
 
@@ -265,6 +278,7 @@ def app_config_backup(
         key_block,
         storage_block,
         AlertTargets(ops_database_block, alert_channels_block),
+        metrics_block,
     )
 
 

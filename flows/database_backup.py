@@ -14,6 +14,7 @@ from blocks import BackupStorage, PostgresDatabase, load_block
 from blocks.names import (
     ALERT_CHANNELS_BLOCK,
     BACKUP_STORAGE_BLOCK,
+    METRICS_BLOCK,
     OPS_DATABASE_BLOCK,
     PLATFORM_DATABASE_BLOCK,
 )
@@ -28,6 +29,7 @@ from flows.backup_steps import (
     take_backup,
 )
 from flows.locks import lock_name
+from flows.metric_steps import backup_figures_after
 from flows.parameters import BlockName, LockWaitSeconds, StallSeconds
 from tasks import human_size
 from tasks.postgres import dump_database
@@ -52,6 +54,7 @@ def database_backup(
     lock_wait_timeout_seconds: LockWaitSeconds = 300,
     stall_timeout_seconds: StallSeconds = 600,
     alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
+    metrics_block: BlockName = METRICS_BLOCK,
 ) -> BackupResult:
     """Full backup of the platform's PostgreSQL database (runbook: daily at 02:00).
 
@@ -74,14 +77,19 @@ def database_backup(
             lock wait comes on top.
         alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
             SMS and the escalation contacts a failure is reported to.
+        metrics_block: Name of the Metrics Pushgateway block the run pushes its figures
+            to; none saved, or one without a URL: nothing is pushed.
     """
-    with alerting_on_failure(
-        condition=f"database-backup:{database_block}",
-        alert_name="database-backup-failed",
-        what=f"Database backup of {database_block}",
-        details={"database_block": database_block},
-        runbook_section=RUNBOOK_SECTION,
-        targets=AlertTargets(ops_database_block, alert_channels_block),
+    with (
+        backup_figures_after(metrics_block, ops_database_block, KIND),
+        alerting_on_failure(
+            condition=f"database-backup:{database_block}",
+            alert_name="database-backup-failed",
+            what=f"Database backup of {database_block}",
+            details={"database_block": database_block},
+            runbook_section=RUNBOOK_SECTION,
+            targets=AlertTargets(ops_database_block, alert_channels_block),
+        ),
     ):
         db = load_block(PostgresDatabase, database_block)
 

@@ -91,6 +91,7 @@ TITLES = {
     "alert_channels_block": "Alert channels (block name)",
     "providers_block": "POS providers (block name)",
     "key_block": "Config backup key (block name)",
+    "metrics_block": "Metrics Pushgateway (block name)",
     "backup_id": "Backup id",
     "before": "Newest backup before",
     "target_database": "Database to restore into",
@@ -119,6 +120,10 @@ TITLES = {
     "since": "Since (Stockholm time)",
     "until": "Until (Stockholm time; empty: now)",
     "failures": "Failures to replay",
+    "pool": "Work pool",
+    "event": "Prefect event",
+    "occurred": "When it happened",
+    "failover_block": "Work pool failover policy (block name)",
 }
 """The label of each parameter in the UI's run form. Prefect titles every schema field
 with the parameter's own name (`ops_database_block`); the deployments replace it with

@@ -29,6 +29,7 @@ from blocks.catalog.pos_health import SERVICE, Check, PosHistory
 from blocks.names import (
     ALERT_CHANNELS_BLOCK,
     GATEWAY_BLOCK,
+    METRICS_BLOCK,
     OPS_DATABASE_BLOCK,
     PLATFORM_DATABASE_BLOCK,
     POS_PROVIDERS_BLOCK,
@@ -47,6 +48,7 @@ from blocks.pos.tokens import (
 )
 from flows.alert_steps import AlertTargets
 from flows.locks import lock_if_free
+from flows.metric_steps import pos_uptime_figures, push_figures
 from flows.parameters import BlockName
 from flows.pos_alerts import PosAlerts
 from policy.pos_health import (
@@ -147,6 +149,7 @@ def pos_health_sweep(
     database_block: BlockName = PLATFORM_DATABASE_BLOCK,
     ops_database_block: BlockName = OPS_DATABASE_BLOCK,
     alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
+    metrics_block: BlockName = METRICS_BLOCK,
 ) -> SweepResult:
     """Check every POS provider as the gateway sees it and as it answers, and fail over
     or back with damping (runbook: "POS Provider Connection Issues").
@@ -168,6 +171,8 @@ def pos_health_sweep(
             (checks, damped states, failovers, alerts).
         alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
             SMS and the escalation contacts a failure is reported to.
+        metrics_block: Name of the Metrics Pushgateway block the run pushes its figures
+            to; none saved, or one without a URL: nothing is pushed.
     """
     at = as_of or datetime.now(UTC)
     sweep_id = f"pos-{at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
@@ -181,7 +186,7 @@ def pos_health_sweep(
             reason = "another pos-health-sweep is running; this one is skipped, not queued"
             get_run_logger().warning("Skipped: %s", reason)
             return SweepResult(sweep_id=sweep_id, checked_at=at, skipped=reason)
-        return _sweep(
+        result = _sweep(
             at,
             sweep_id,
             load_block(PosProviders, providers_block),
@@ -193,6 +198,10 @@ def pos_health_sweep(
             load_block(PostgresDatabase, ops_database_block),
             PosAlerts(at, AlertTargets(ops_database_block, alert_channels_block)),
         )
+    push_figures(
+        metrics_block, pos_uptime_figures({p: r.uptime for p, r in result.providers.items()})
+    )
+    return result
 
 
 def _sweep(

@@ -13,7 +13,13 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from blocks import BackupStorage, PostgresDatabase, RedisServer, load_block
-from blocks.names import ALERT_CHANNELS_BLOCK, BACKUP_STORAGE_BLOCK, OPS_DATABASE_BLOCK, REDIS_BLOCK
+from blocks.names import (
+    ALERT_CHANNELS_BLOCK,
+    BACKUP_STORAGE_BLOCK,
+    METRICS_BLOCK,
+    OPS_DATABASE_BLOCK,
+    REDIS_BLOCK,
+)
 from blocks.redis.records import CONTENT_FORMAT
 from blocks.redis.snapshot import RDB_FORMAT
 from blocks.storage.stores import ObjectStore
@@ -27,6 +33,7 @@ from flows.backup_steps import (
     take_backup,
 )
 from flows.locks import lock_name
+from flows.metric_steps import backup_figures_after
 from flows.parameters import BlockName
 from tasks import human_size
 from tasks.redis import snapshot_redis
@@ -53,6 +60,7 @@ def redis_snapshot(
     storage_block: BlockName = BACKUP_STORAGE_BLOCK,
     ops_database_block: BlockName = OPS_DATABASE_BLOCK,
     alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
+    metrics_block: BlockName = METRICS_BLOCK,
 ) -> SnapshotSummary:
     """Snapshot the platform's Redis (runbook: every 6 hours).
 
@@ -70,14 +78,19 @@ def redis_snapshot(
             (`ops.backup_records`, alerts).
         alert_channels_block: Name of the Alert Channels block: Slack, email, PagerDuty,
             SMS and the escalation contacts a failure is reported to.
+        metrics_block: Name of the Metrics Pushgateway block the run pushes its figures
+            to; none saved, or one without a URL: nothing is pushed.
     """
-    with alerting_on_failure(
-        condition=f"redis-snapshot:{redis_block}",
-        alert_name="redis-snapshot-failed",
-        what=f"Redis snapshot of {redis_block}",
-        details={"redis_block": redis_block},
-        runbook_section=RUNBOOK_SECTION,
-        targets=AlertTargets(ops_database_block, alert_channels_block),
+    with (
+        backup_figures_after(metrics_block, ops_database_block, KIND),
+        alerting_on_failure(
+            condition=f"redis-snapshot:{redis_block}",
+            alert_name="redis-snapshot-failed",
+            what=f"Redis snapshot of {redis_block}",
+            details={"redis_block": redis_block},
+            runbook_section=RUNBOOK_SECTION,
+            targets=AlertTargets(ops_database_block, alert_channels_block),
+        ),
     ):
         server = load_block(RedisServer, redis_block)
 

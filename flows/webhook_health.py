@@ -33,6 +33,12 @@ class ProviderHealth(BaseModel):
         return self.hour_failed / judged if judged else None
 
     @property
+    def hour_success_rate(self) -> float | None:
+        """Delivered over judged attempts in the last hour; None without any."""
+        judged = self.hour_delivered + self.hour_failed
+        return self.hour_delivered / judged if judged else None
+
+    @property
     def day_success_rate(self) -> float | None:
         """Delivered over judged attempts in the last 24 hours; None without any."""
         judged = self.day_delivered + self.day_failed

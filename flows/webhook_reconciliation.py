@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel
 from blocks.names import (
     ALERT_CHANNELS_BLOCK,
     GATEWAY_BLOCK,
+    METRICS_BLOCK,
     OPS_DATABASE_BLOCK,
     PLATFORM_DATABASE_BLOCK,
     POS_PROVIDERS_BLOCK,
@@ -30,6 +31,7 @@ from blocks.pos import PROVIDERS
 from blocks.pos.deliveries import Shape
 from flows.alert_steps import AlertTargets
 from flows.locks import lock_if_free
+from flows.metric_steps import push_figures, webhook_figures
 from flows.parameters import BlockName, LookbackHours
 from flows.webhook_health import (
     ProviderHealth,
@@ -97,6 +99,7 @@ def webhook_reconciliation(
     ops_database_block: BlockName = OPS_DATABASE_BLOCK,
     alert_channels_block: BlockName = ALERT_CHANNELS_BLOCK,
     pos_sweep_deployment: str = POS_SWEEP_DEPLOYMENT,
+    metrics_block: BlockName = METRICS_BLOCK,
 ) -> ReconciliationResult:
     """Check the webhook deliveries' health, audit rejected signatures, replay genuine
     failed deliveries once per event, and report those whose provider stopped retrying
@@ -123,6 +126,8 @@ def webhook_reconciliation(
         alert_channels_block: Name of the Alert Channels block alerts go to.
         pos_sweep_deployment: The POS health sweep's deployment (`flow/deployment`),
             started when Zettle has deleted a subscription.
+        metrics_block: Name of the Metrics Pushgateway block the run pushes its figures
+            to; none saved, or one without a URL: nothing is pushed.
     """
     at = as_of or datetime.now(UTC)
     sources = load_sources(
@@ -155,6 +160,10 @@ def webhook_reconciliation(
     _fill(result, tally)
     result.alerts = alerts.raised
     _publish(result, shape, tally, lookback_hours)
+    success = {
+        p: {"1h": h.hour_success_rate, "24h": h.day_success_rate} for p, h in result.health.items()
+    }
+    push_figures(metrics_block, webhook_figures(success))
     return result
 
 

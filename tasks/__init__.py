@@ -1,5 +1,6 @@
 """Retriable Prefect tasks, one module per system they act on: `postgres`, `catalog` (the
-ops catalog), `redis`, `storage`, `notify` (alert channels), `pos`, `prefect_api`.
+ops catalog), `redis`, `storage`, `notify` (alert channels), `pos`, `prefect_api`,
+`metrics` (the Prometheus Pushgateway).
 
 Every task is made with `step()`, the one place that sets the options every step
 shares: retries only for transient failures (a dropped connection, a throttled

@@ -78,6 +78,13 @@ def record_verification(
         )
 
 
+@step("read-newest-backup", limit=QUICK)
+def read_newest_backup(ops_db: PostgresDatabase, kind: str) -> dict[str, Any] | None:
+    """The record of the completed backup of `kind` that finished last, or None."""
+    with opened(ops_db) as engine:
+        return backups.newest_completed(engine, kind)
+
+
 @step("read-verified-backups", limit=QUICK)
 def read_verified_ids(ops_db: PostgresDatabase) -> set[str]:
     """Ids of every backup whose verification passed."""

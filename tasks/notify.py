@@ -512,6 +512,14 @@ def find_live_alerts(ops_database_block: str, prefix: str) -> set[str]:
         return set()
 
 
+@step("count-live-alerts", limit=QUICK)
+def count_live_alerts(ops_database_block: str) -> dict[str, int]:
+    """How many alerts are not resolved yet (open, queued or acknowledged), by severity;
+    a severity without any is left out."""
+    with ops_catalog(ops_database_block) as engine:
+        return alert_store.live_by_severity(engine)
+
+
 @step("find-due-alerts", limit=QUICK)
 def find_due(ops_database_block: str, now: datetime) -> list[dict[str, Any]]:
     """Alerts whose next step is due: escalation of an open, unacknowledged alert,

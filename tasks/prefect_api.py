@@ -13,6 +13,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
 from tasks import QUICK, step
+from tasks.work_pools import active_deployment_name
 
 T = TypeVar("T")
 PAGE = 200  # the API's own default and maximum page size
@@ -79,9 +80,10 @@ def _plain(value: Any) -> Any:
 def start_deployment_run(name: str, tag: str) -> str | None:
     """Start a run of the deployment `name` (`flow/deployment`) now, without waiting for
     it; its id, or None when no such deployment is registered. The run is tagged `tag`,
-    so the UI shows why it started."""
+    so the UI shows why it started. While the standby work pool is active, its twin
+    there is started instead (`tasks.work_pools`)."""
     try:
-        run = run_deployment(name, timeout=0, as_subflow=False, tags=[tag])
+        run = run_deployment(active_deployment_name(name), timeout=0, as_subflow=False, tags=[tag])
     except ObjectNotFound:
         return None
     assert isinstance(run, FlowRun)  # called from sync code, it ran to its result

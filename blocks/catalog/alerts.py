@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from blocks.catalog.schema import alert_deliveries, alerts
@@ -82,6 +82,16 @@ def live_keys(engine: Engine, prefix: str) -> set[str]:
             select(alerts.c.dedup_key).where(alerts.c.dedup_key.startswith(prefix), LIVE)
         )
         return {str(key) for (key,) in rows}
+
+
+def live_by_severity(engine: Engine) -> dict[str, int]:
+    """How many alerts are live (open, queued or acknowledged), by severity; a severity
+    without any is left out."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(alerts.c.severity, func.count()).where(LIVE).group_by(alerts.c.severity)
+        ).all()
+    return {str(severity): int(count) for severity, count in rows}
 
 
 def due(engine: Engine, now: datetime) -> list[dict[str, Any]]:

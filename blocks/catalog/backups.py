@@ -133,6 +133,18 @@ def read_record(engine: Engine, backup_id: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row is not None else None
 
 
+def newest_completed(engine: Engine, kind: str) -> dict[str, Any] | None:
+    """The completed backup of `kind` that finished last, whatever its source, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(backup_records)
+            .where(backup_records.c.kind == kind, backup_records.c.status == "completed")
+            .order_by(backup_records.c.finished_at.desc().nulls_last())
+            .limit(1)
+        ).first()
+    return dict(row._mapping) if row is not None else None
+
+
 def record_verification(
     engine: Engine,
     backup_id: str,
