@@ -6,12 +6,12 @@ PYTEST_WORKERS ?= 3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint typecheck pytest install install-dev tools browser clean
+.PHONY: up test lint typecheck pytest install install-dev tools test-tools browser clean
 
 up: install tools
 	$(BIN)/feedback-ops up
 
-test: install-dev tools browser
+test: install-dev tools test-tools browser
 	bash scripts/ensure-test-services.sh
 	$(MAKE) lint
 	@# mypy needs a core for half a minute while pytest mostly waits on servers.
@@ -57,6 +57,10 @@ tools:
 	@command -v redis-cli >/dev/null && command -v redis-check-rdb >/dev/null || { \
 	  echo "installing redis-tools"; \
 	  apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null; }
+
+# For the tests only (`make up` does not need them): promtool checks and tests
+# docker/prometheus/rules.yml, and a real Pushgateway receives the flows' metrics.
+test-tools:
 	@command -v promtool >/dev/null || { \
 	  echo "installing prometheus"; \
 	  apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }

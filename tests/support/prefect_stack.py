@@ -148,6 +148,7 @@ def prefect_stack(folder: Path, database_url: str, redis_url: str) -> Iterator[P
         "PREFECT_REDIS_MESSAGING_URL": redis_url,
         "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
         "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+        "PREFECT_SERVER_DOCKET_URL": f"{redis_url}/1",
         # A worker that stops heartbeating is offline after 3 × its 2 s heartbeat; the
         # foreman looks every second, so its pool goes not-ready within seconds.
         "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "1",
