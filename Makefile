@@ -1,7 +1,8 @@
 # feedback-ops: `make up` runs everything, `make test` checks everything.
 PYTHON ?= python3
 # Tests wait on PostgreSQL, S3, Prefect's API and the servers they start much of the
-# time: three workers keep two cores busy (measured: 6 min against 8 with two).
+# time: three workers keep two cores busy (measured: 6 min against 8 with two; with
+# the production stack's tests, 9 min against 11 with four).
 PYTEST_WORKERS ?= 3
 VENV ?= .venv
 BIN := $(VENV)/bin

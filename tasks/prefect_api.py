@@ -13,7 +13,6 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
 from tasks import QUICK, step
-from tasks.work_pools import active_deployment_name
 
 T = TypeVar("T")
 PAGE = 200  # the API's own default and maximum page size
@@ -24,13 +23,15 @@ def read_prefect_configuration() -> tuple[dict[str, Any], dict[str, Any], set[st
     """The project's block documents (secrets included, to be sealed) and deployments;
     and the JSON paths of the blocks' declared secret fields."""
     with get_client(sync_client=True) as client:
-        documents = _every(
+        documents = every_page(
             lambda offset: client.read_block_documents(
                 offset=offset, limit=PAGE, include_secrets=True
             )
         )
-        flows = {f.id: f.name for f in _every(lambda o: client.read_flows(offset=o, limit=PAGE))}
-        deployments = _every(lambda o: client.read_deployments(offset=o, limit=PAGE))
+        flows = {
+            f.id: f.name for f in every_page(lambda o: client.read_flows(offset=o, limit=PAGE))
+        }
+        deployments = every_page(lambda o: client.read_deployments(offset=o, limit=PAGE))
     blocks: dict[str, Any] = {}
     secret_paths: set[str] = set()
     for doc in sorted(documents, key=lambda d: d.name or ""):
@@ -55,8 +56,9 @@ def read_prefect_configuration() -> tuple[dict[str, Any], dict[str, Any], set[st
     return blocks, served, secret_paths
 
 
-def _every(read_page: Callable[[int], list[T]]) -> list[T]:
-    """Every item of a paged API read: the server returns at most a page at a time."""
+def every_page(read_page: Callable[[int], list[T]]) -> list[T]:
+    """Every item of a paged API read, `read_page(offset)` returning one page: the
+    server returns at most a page at a time."""
     items: list[T] = []
     while True:
         page = read_page(len(items))
@@ -82,6 +84,9 @@ def start_deployment_run(name: str, tag: str) -> str | None:
     it; its id, or None when no such deployment is registered. The run is tagged `tag`,
     so the UI shows why it started. While the standby work pool is active, its twin
     there is started instead (`tasks.work_pools`)."""
+    # Imported here: tasks.work_pools reads its pages with `every_page` from this module.
+    from tasks.work_pools import active_deployment_name
+
     try:
         run = run_deployment(active_deployment_name(name), timeout=0, as_subflow=False, tags=[tag])
     except ObjectNotFound:

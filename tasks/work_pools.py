@@ -29,18 +29,21 @@ from prefect.client.schemas.filters import (
     WorkPoolFilter,
     WorkPoolFilterName,
 )
-from prefect.client.schemas.objects import StateType, WorkPoolStatus
+from prefect.client.schemas.objects import FlowRun, State, StateType, WorkPoolStatus
 from prefect.client.schemas.responses import DeploymentResponse, OrchestrationResult, SetStateStatus
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Scheduled
 
 from feedback_ops.errors import OpsError
 from tasks import QUICK, step
+from tasks.prefect_api import PAGE, every_page
 
 LAYOUT_VARIABLE = "feedback-ops-work-pools"
 STANDBY_SUFFIX = "-standby"
 MOVED = "Moved"
 """The state name of a run the swap took off the old side; its twin runs on the new."""
+SUPERSEDED = "Superseded"
+"""The state name of an older run of a schedule's backlog the swap did not move."""
 
 Side = Literal["primary", "standby"]
 SIDES: tuple[Side, ...] = ("primary", "standby")
@@ -227,37 +230,53 @@ def _move_waiting_runs(
 ) -> list[str]:
     """Move the old side's runs that wait for a worker to the new side's twins.
 
-    A run is first set Cancelled (named `Moved`); only when the server accepts that is
-    its twin created, with an idempotency key made of the old run's id, so a second
-    swap after a failure half-way creates each twin once.
+    Of a schedule's backlog (every-minute sweeps pile up while no worker polls) only
+    the newest run moves; the older ones are cancelled as `Superseded`, as the newest
+    does their work. Runs started by hand move each. A run is first set Cancelled
+    (named `Moved`); only when the server accepts that is its twin created, with an
+    idempotency key made of the old run's id, so a second swap after a failure
+    half-way creates each twin once.
     """
     if not twins:
         return []
-    waiting = client.read_flow_runs(
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(twins))),
-        flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
-        ),
-        limit=200,
-    )
-    moved_before = client.read_flow_runs(
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(twins))),
-        flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(name=FlowRunFilterStateName(any_=[MOVED]))
-        ),
-        limit=200,
-    )
-    message = f"Moved to work pool {to_pool} by pool-failover (from {from_pool})"
+    on_old_side = DeploymentFilter(id=DeploymentFilterId(any_=list(twins)))
+
+    def runs_in(state: FlowRunFilterState) -> list[FlowRun]:
+        return every_page(
+            lambda offset: client.read_flow_runs(
+                deployment_filter=on_old_side,
+                flow_run_filter=FlowRunFilter(state=state),
+                offset=offset,
+                limit=PAGE,
+            )
+        )
+
+    scheduled = FlowRunFilterStateType(any_=[StateType.SCHEDULED])
+    waiting = [
+        run
+        for run in runs_in(FlowRunFilterState(type=scheduled))
+        # Held by the deployment's own concurrency limit, not by a missing worker.
+        if run.state is None or run.state.name != "AwaitingConcurrencySlot"
+    ]
+    moved_before = runs_in(FlowRunFilterState(name=FlowRunFilterStateName(any_=[MOVED])))
+    newest: dict[UUID | None, FlowRun] = {}
+    for run in waiting:
+        if run.auto_scheduled and (
+            run.deployment_id not in newest or _start(run) > _start(newest[run.deployment_id])
+        ):
+            newest[run.deployment_id] = run
     moving = []
     for run in waiting:
-        if run.state is not None and run.state.name == "AwaitingConcurrencySlot":
-            continue  # held by the deployment's concurrency limit, not by a missing worker
-        result: OrchestrationResult[Any] = client.set_flow_run_state(
-            run.id, Cancelled(name=MOVED, message=message)
+        superseded = run.auto_scheduled and newest[run.deployment_id] is not run
+        state: State[Any] = (
+            Cancelled(name=SUPERSEDED, message=f"A newer run of its schedule moved to {to_pool}")
+            if superseded
+            else Cancelled(name=MOVED, message=f"Moved to work pool {to_pool} (from {from_pool})")
         )
-        if result.status is not SetStateStatus.ACCEPT:
-            continue  # a worker took it meanwhile: it runs where it is
-        moving.append(run)
+        result: OrchestrationResult[Any] = client.set_flow_run_state(run.id, state)
+        if result.status is SetStateStatus.ACCEPT and not superseded:
+            moving.append(run)
+        # Not accepted: a worker took it meanwhile, and it runs where it is.
     moved: list[str] = []
     # Runs a swap cancelled before it stopped short are twinned too; their keys make
     # that a no-op for those that have their twin already.
@@ -273,6 +292,10 @@ def _move_waiting_runs(
         if run in moving:
             moved.append(str(twin.id))
     return moved
+
+
+def _start(run: FlowRun) -> datetime:
+    return run.expected_start_time or datetime.min.replace(tzinfo=UTC)
 
 
 @step("fail-over-work-pools", limit=QUICK)

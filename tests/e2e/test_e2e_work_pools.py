@@ -257,7 +257,9 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
     # The backup that waited is among the moved runs (so are the every-minute
     # escalation sweeps that came due while no worker polled ops-primary).
     backup_twin = registered["database-backup/daily-0200-standby"]["id"]
-    twins = [r for r in report["moved_runs"] if run_of(api, r)["deployment_id"] == backup_twin]
+    moved_to = [run_of(api, r)["deployment_id"] for r in report["moved_runs"]]
+    assert len(moved_to) == len(set(moved_to)), "a schedule's backlog moves as one run"
+    twins = [r for r, d in zip(report["moved_runs"], moved_to, strict=True) if d == backup_twin]
     assert len(twins) == 1, report
     twin_id = twins[0]
     wait_until(
