@@ -72,8 +72,18 @@ def pool_registrations(layout: PoolLayout, image: str | None = None) -> list[Run
                     schedules_active=layout.active == "standby",
                 )
             )
-    runners.append(watch_spec(layout).to_runner(work_pool=layout.standby or layout.primary))
+    watch_pool = layout.standby or layout.primary
+    runners.append(watch_spec(layout).to_runner(work_pool=watch_pool, image=image))
+    for runner in runners:
+        settle_version(runner)
     return runners
+
+
+def settle_version(runner: RunnerDeployment) -> None:
+    """Give `runner` the version `apply()` registers, so it compares with what is there:
+    in a git checkout with a remote, Prefect replaces the flow's own version (a hash of
+    its file) with the commit, as `serve()` under `make up` does too."""
+    runner._get_deployment_version_info(runner.version_type)
 
 
 def registration_fields(deployment: DeploymentResponse) -> dict[str, Any]:

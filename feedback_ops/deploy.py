@@ -89,7 +89,6 @@ def deploy(primary: str, standby: str | None = None, image: str | None = None) -
         OpsError: the API does not answer, a name is invalid, or a pool exists with
             another type than this registration needs; nothing is written then.
     """
-    prefect_api()
     for name in filter(None, (primary, standby)):
         if not POOL_NAME.match(name):
             raise OpsError(
@@ -97,6 +96,7 @@ def deploy(primary: str, standby: str | None = None, image: str | None = None) -
             )
     if standby == primary:
         raise OpsError(f"--standby-pool must differ from --pool (both are {primary!r})")
+    prefect_api()
     pool_type = "docker" if image else "process"
     with get_client(sync_client=True) as client:
         before = read_layout(client)

@@ -134,7 +134,7 @@ class SwapReport:
     """Ids of the new side's runs that took over the old side's waiting runs."""
 
 
-def swap_active_pool(to: Side, *, force: bool = False, now: datetime | None = None) -> SwapReport:
+def swap_active_pool(to: Side, *, force: bool = False) -> SwapReport:
     """Make `to` the active side: the other side's schedules inactive, this side's
     active, the other side's waiting runs moved here, and this side's next runs created
     at once rather than at the scheduler's next pass.
@@ -147,7 +147,6 @@ def swap_active_pool(to: Side, *, force: bool = False, now: datetime | None = No
         OpsError: nothing deployed, no standby, or the target pool has no ready
             worker (unless `force`); nothing is changed then.
     """
-    now = now or datetime.now(UTC)
     with get_client(sync_client=True) as client:
         layout = read_layout(client)
         if layout is None:
@@ -162,8 +161,10 @@ def swap_active_pool(to: Side, *, force: bool = False, now: datetime | None = No
         save_layout(client, replace(layout, active=to))
         report = SwapReport(from_pool=from_pool, to_pool=to_pool)
         pairs = twin_pairs(client, layout)
+        twins: dict[UUID, DeploymentResponse] = {}  # the new side's twin by old side's id
         for primary, standby in pairs:
             old_dep, new_dep = (standby, primary) if to == "primary" else (primary, standby)
+            twins[old_dep.id] = new_dep
             for schedule in old_dep.schedules:
                 if schedule.active:
                     client.update_deployment_schedule(old_dep.id, schedule.id, active=False)
@@ -173,12 +174,8 @@ def swap_active_pool(to: Side, *, force: bool = False, now: datetime | None = No
                     client.update_deployment_schedule(new_dep.id, schedule.id, active=True)
                     report.schedules_activated += 1
         report.deployments = len(pairs)
-        by_old_id = {
-            (standby if to == "primary" else primary).id: (primary if to == "primary" else standby)
-            for primary, standby in pairs
-        }
-        report.moved_runs = _move_waiting_runs(client, by_old_id, from_pool, to_pool)
-        for new_dep in by_old_id.values():
+        report.moved_runs = _move_waiting_runs(client, twins, from_pool, to_pool)
+        for new_dep in twins.values():
             if new_dep.schedules:
                 client.request(
                     "POST", "/deployments/{id}/schedule", path_params={"id": new_dep.id}, json={}

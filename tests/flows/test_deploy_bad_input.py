@@ -57,21 +57,33 @@ def test_deploy_to_a_server_that_does_not_answer(tmp_path: Path) -> None:
     assert "Connection refused" in line
 
 
+NEEDS = "and this registration needs"
+
+
+@pytest.mark.parametrize(
+    ("pool_type", "image", "says"),
+    [
+        ("docker", (), f"is a docker pool, {NEEDS} a process pool: pass --image IMAGE"),
+        (
+            "process",
+            ("--image", "reg.example/fo:1"),
+            f"is a process pool, {NEEDS} a container pool: leave out --image",
+        ),
+    ],
+)
 def test_deploy_onto_a_pool_of_the_wrong_type_registers_nothing(
-    tmp_path: Path, prefect_api_url: str
+    tmp_path: Path, prefect_api_url: str, pool_type: str, image: tuple[str, ...], says: str
 ) -> None:
-    pool = unique_name("docker-pool")
+    pool = unique_name(f"{pool_type}-pool")
     with get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name=pool, type="docker"))
+        client.create_work_pool(WorkPoolCreate(name=pool, type=pool_type))
     before = server_contents()
     env = cli_environment(tmp_path, PREFECT_API_URL=prefect_api_url)
+    standby = unique_name("standby")
     line = one_line_error(
-        feedback_ops(env, "deploy", "--pool", pool, "--standby-pool", unique_name("standby"))
+        feedback_ops(env, "deploy", "--pool", pool, "--standby-pool", standby, *image)
     )
-    assert line == (
-        f"feedback-ops: deploy: work pool {pool!r} is a docker pool, and this registration "
-        "needs a process pool: pass --image IMAGE, or name another pool"
-    )
+    assert line == f"feedback-ops: deploy: work pool {pool!r} {says}, or name another pool"
     assert server_contents() == before  # no standby pool, no deployment, no layout
 
 
