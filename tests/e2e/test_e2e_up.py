@@ -222,21 +222,24 @@ def walk_the_replay_approval(
         page.goto(f"http://127.0.0.1:{port}/runs/flow-run/{run_id}", wait_until="networkidle")
         page.get_by_role("button", name="Resume").first.click()
         asked = f"Replay {REPLAYED_EVENTS} failed webhook events (square {REPLAYED_EVENTS})"
+        # The UI validates the form against the server, then resumes through it: under
+        # the suite's load that has taken more than Playwright's default 5 s.
+        patient = 60_000
         try:
-            expect(page.get_by_text(asked).first).to_be_visible()
+            expect(page.get_by_text(asked).first).to_be_visible(timeout=patient)
             form = page.get_by_role("dialog")
             approve = form.locator(".schema-form-property", has_text="Approve").get_by_role(
                 "switch"
             )
             approve.click()
-            expect(approve).to_have_attribute("aria-checked", "true")
+            expect(approve).to_have_attribute("aria-checked", "true", timeout=patient)
             form.locator(".schema-form-property", has_text="Your name").locator(
                 "textarea, input"
             ).first.fill("Karin Berg")
             page.keyboard.press("Tab")
             page.wait_for_load_state("networkidle")
             form.get_by_role("button", name="Submit").click()
-            expect(form).to_be_hidden()  # the resume was accepted
+            expect(form).to_be_hidden(timeout=patient)  # the resume was accepted
         except (AssertionError, PlaywrightTimeout):
             (log.parent / "resume.html").write_text(page.content())
             raise
