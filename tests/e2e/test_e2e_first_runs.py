@@ -1,10 +1,12 @@
-"""A newcomer's first command, ten times over: `feedback-ops run backup-report --json` on
+"""A newcomer's first command, five times over: `feedback-ops run backup-report --json` on
 a fresh state folder each time, with no `up` and no PREFECT_API_URL, so every run starts
 its own Prefect server on an empty SQLite database (the migrations are the slow part).
 
 Prefect's ephemeral API gave up after 20 s here one time in three; the server `run`
 starts itself is waited for as `up` waits for its own. Each run must answer with its JSON
-line, and leave no server behind.
+line, and leave no server behind. Five runs, not ten: with that failure back, five would
+all pass by chance one time in eight (ten: one in sixty), and each run costs the suite
+about 20 s of one of its two cores.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from support.cli import FEEDBACK_OPS, cli_environment
 from support.net import free_port
 
-RUNS = 10
+RUNS = 5
 
 
 def processes_using(state: Path) -> list[str]:
@@ -37,7 +39,7 @@ def processes_using(state: Path) -> list[str]:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(RUNS * 150)
-def test_ten_first_runs_in_a_row_all_answer(platform_db: str, tmp_path: Path) -> None:
+def test_five_first_runs_in_a_row_all_answer(platform_db: str, tmp_path: Path) -> None:
     took = []
     for attempt in range(RUNS):
         state = tmp_path / f"fresh-{attempt}"
