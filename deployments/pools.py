@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from prefect.client.schemas.objects import VersionInfo
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
@@ -74,16 +75,15 @@ def pool_registrations(layout: PoolLayout, image: str | None = None) -> list[Run
             )
     watch_pool = layout.standby or layout.primary
     runners.append(watch_spec(layout).to_runner(work_pool=watch_pool, image=image))
-    for runner in runners:
-        settle_version(runner)
     return runners
 
 
-def settle_version(runner: RunnerDeployment) -> None:
-    """Give `runner` the version `apply()` registers, so it compares with what is there:
-    in a git checkout with a remote, Prefect replaces the flow's own version (a hash of
-    its file) with the commit, as `serve()` under `make up` does too."""
-    runner._get_deployment_version_info(runner.version_type)
+def settle_version(runner: RunnerDeployment) -> VersionInfo:
+    """Give `runner` the version `apply()` registers, so it compares with what is there,
+    and return it for `apply(version_info=...)` (which would infer it again): in a git
+    checkout with a remote, Prefect replaces the flow's own version (a hash of its
+    file) with the commit, as `serve()` under `make up` does too."""
+    return runner._get_deployment_version_info(runner.version_type)
 
 
 def registration_fields(deployment: DeploymentResponse) -> dict[str, Any]:

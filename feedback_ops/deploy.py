@@ -27,6 +27,7 @@ from deployments.pools import (
     desired_fields,
     pool_registrations,
     registration_fields,
+    settle_version,
 )
 from feedback_ops.errors import OpsError
 from tasks.work_pools import PoolLayout, read_layout, save_layout
@@ -119,11 +120,12 @@ def deploy(primary: str, standby: str | None = None, image: str | None = None) -
         save_layout(client, layout)
         for runner in runners:
             name = f"{runner.flow_name}/{runner.name}"
+            version = settle_version(runner)
             differs = _differences(client, runner)
             if differs == []:
                 outcome.unchanged.append(name)
                 continue
-            runner.apply()
+            runner.apply(version_info=version)
             if differs is None:
                 outcome.created.append(name)
             else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -19,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from support import disk, pg, s3
+from support.cli import FEEDBACK_OPS, RunCli, cli_environment
 from support.platform_schema import seed_platform
 from support.receivers import HttpRecorder, SmtpReceiver, make_certificates
 
@@ -233,3 +235,27 @@ def prefect_api_url() -> Iterator[str]:
         url = PREFECT_API_URL.value()
         assert url, "the Prefect test harness gave no API URL"
         yield str(url)
+
+
+# --- the real `feedback-ops` console script ----------------------------------------------
+
+
+@pytest.fixture
+def feedback_ops(tmp_path: Path) -> RunCli:
+    """`feedback_ops(*args, **env)`: run the command in `tmp_path`, state kept there too."""
+
+    def run(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+        environ = cli_environment(tmp_path, **env)
+        assert FEEDBACK_OPS.is_file(), f"{FEEDBACK_OPS} is not installed"
+        return subprocess.run(
+            [str(FEEDBACK_OPS), *args],
+            cwd=tmp_path,
+            env=environ,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=timeout,
+            check=False,
+        )
+
+    return run

@@ -21,7 +21,7 @@ import httpx
 import psycopg
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from support.cli import FEEDBACK_OPS, cli_environment
+from support.cli import RunCli
 from support.net import wait_until
 from support.prefect_stack import PREFECT, PrefectStack, prefect_stack
 from support.receivers import HttpRecorder
@@ -46,12 +46,6 @@ BOOKKEEPING = {
 def stack(tmp_path: Path, db_factory: Any) -> Iterator[PrefectStack]:
     with redis_server() as redis, prefect_stack(tmp_path, db_factory(), redis.url) as running:
         yield running
-
-
-def feedback_ops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(FEEDBACK_OPS), *args], env=env, capture_output=True, text=True, timeout=180
-    )
 
 
 def api_get(api: str, path: str) -> Any:
@@ -127,12 +121,12 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
     s3_endpoint: str,
     s3_bucket: str,
     http_recorder: HttpRecorder,
+    feedback_ops: RunCli,
     tmp_path: Path,
 ) -> None:
     api, other_api = stack.apis
     ops_db = db_factory()
-    env = cli_environment(
-        tmp_path / "operator",
+    env = dict(
         PREFECT_API_URL=api,
         DATABASE_URL=platform_db,
         OPS_DATABASE_URL=ops_db,
@@ -143,14 +137,14 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
         AWS_SECRET_ACCESS_KEY="testing",
         SLACK_WEBHOOK_URL=f"{http_recorder.url}/slack/T000/B000/pools",
     )
-    synced = feedback_ops(env, "config", "sync")
+    synced = feedback_ops("config", "sync", **env)
     assert synced.returncode == 0, synced.stderr
 
     # What `up` serves, then deploy over it: only the pool may change.
     register_as_up_does(api)
     served = deployments_by_name(api)
     deployed = feedback_ops(
-        env, "deploy", "--pool", "ops-primary", "--standby-pool", "ops-standby", "--json"
+        "deploy", "--pool", "ops-primary", "--standby-pool", "ops-standby", "--json", **env
     )
     assert deployed.returncode == 0, deployed.stderr
     outcome = json.loads(deployed.stdout)
@@ -180,7 +174,7 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
     }
 
     again = feedback_ops(
-        env, "deploy", "--pool", "ops-primary", "--standby-pool", "ops-standby", "--json"
+        "deploy", "--pool", "ops-primary", "--standby-pool", "ops-standby", "--json", **env
     )
     assert again.returncode == 0, again.stderr
     second = json.loads(again.stdout)
@@ -250,7 +244,7 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
     assert "ops-primary has no ready worker" in said
     assert "feedback-ops pool-failover --to standby" in said
 
-    moved = feedback_ops(env, "pool-failover", "--to", "standby", "--json")
+    moved = feedback_ops("pool-failover", "--to", "standby", "--json", **env)
     assert moved.returncode == 0, moved.stderr
     report = json.loads(moved.stdout)
     assert report["to_pool"] == "ops-standby" and report["from_pool"] == "ops-primary"
@@ -293,7 +287,7 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
     # Back to the primary once its worker is back; the alert resolves itself.
     back_again = stack.start_worker("primary-worker-2", "ops-primary", api)
     wait_until(lambda: pool_status(api, "ops-primary") == "READY", timeout=60, interval=0.5)
-    back = feedback_ops(env, "pool-failover", "--to", "primary")
+    back = feedback_ops("pool-failover", "--to", "primary", **env)
     assert back.returncode == 0, back.stderr
     assert "scheduled work now runs on ops-primary" in back.stdout
     schedules = deployments_by_name(api)
@@ -309,7 +303,7 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
     )
 
     # With POOL_AUTO_FAILOVER on, the watcher moves the work by itself.
-    synced = feedback_ops(env | {"POOL_AUTO_FAILOVER": "true"}, "config", "sync")
+    synced = feedback_ops("config", "sync", **env, POOL_AUTO_FAILOVER="true")
     assert synced.returncode == 0, synced.stderr
     back_again.stop()
 

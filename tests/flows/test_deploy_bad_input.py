@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
-from support.cli import FEEDBACK_OPS, cli_environment
+from support.cli import RunCli
 from support.receivers import closed_port
 
 from tasks.work_pools import LAYOUT_VARIABLE
@@ -19,12 +18,6 @@ from tasks.work_pools import LAYOUT_VARIABLE
 
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
-
-
-def feedback_ops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(FEEDBACK_OPS), *args], env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 def server_contents() -> dict[str, Any]:
@@ -44,15 +37,14 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_deploy_without_prefect_api_url_says_so(tmp_path: Path) -> None:
-    line = one_line_error(feedback_ops(cli_environment(tmp_path), "deploy"))
+def test_deploy_without_prefect_api_url_says_so(feedback_ops: RunCli) -> None:
+    line = one_line_error(feedback_ops("deploy"))
     assert line.startswith("feedback-ops: deploy: PREFECT_API_URL is not set")
 
 
-def test_deploy_to_a_server_that_does_not_answer(tmp_path: Path) -> None:
+def test_deploy_to_a_server_that_does_not_answer(feedback_ops: RunCli) -> None:
     api = f"http://127.0.0.1:{closed_port()}/api"
-    env = cli_environment(tmp_path, PREFECT_API_URL=api)
-    line = one_line_error(feedback_ops(env, "deploy", "--pool", "ops-primary"))
+    line = one_line_error(feedback_ops("deploy", "--pool", "ops-primary", PREFECT_API_URL=api))
     assert f"the Prefect API at {api} does not answer" in line
     assert "Connection refused" in line
 
@@ -72,17 +64,19 @@ NEEDS = "and this registration needs"
     ],
 )
 def test_deploy_onto_a_pool_of_the_wrong_type_registers_nothing(
-    tmp_path: Path, prefect_api_url: str, pool_type: str, image: tuple[str, ...], says: str
+    feedback_ops: RunCli, prefect_api_url: str, pool_type: str, image: tuple[str, ...], says: str
 ) -> None:
     pool = unique_name(f"{pool_type}-pool")
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name=pool, type=pool_type))
     before = server_contents()
-    env = cli_environment(tmp_path, PREFECT_API_URL=prefect_api_url)
     standby = unique_name("standby")
     line = one_line_error(
-        feedback_ops(env, "deploy", "--pool", pool, "--standby-pool", standby, *image)
-    )
+        feedback_ops(
+            "deploy", "--pool", pool, "--standby-pool", standby, *image,
+            PREFECT_API_URL=prefect_api_url,
+        )
+    )  # fmt: skip
     assert line == f"feedback-ops: deploy: work pool {pool!r} {says}, or name another pool"
     assert server_contents() == before  # no standby pool, no deployment, no layout
 
@@ -95,18 +89,18 @@ def test_deploy_onto_a_pool_of_the_wrong_type_registers_nothing(
     ],
 )
 def test_pool_failover_refuses_in_one_line(
-    tmp_path: Path, prefect_api_url: str, args: tuple[str, ...], says: str
+    feedback_ops: RunCli, prefect_api_url: str, args: tuple[str, ...], says: str
 ) -> None:
     before = server_contents()
-    env = cli_environment(tmp_path, PREFECT_API_URL=prefect_api_url)
-    line = one_line_error(feedback_ops(env, "pool-failover", *args))
+    line = one_line_error(feedback_ops("pool-failover", *args, PREFECT_API_URL=prefect_api_url))
     assert line.startswith("feedback-ops: pool-failover: ") and says in line
     assert server_contents() == before
 
 
 def test_deploy_refuses_a_pool_name_prefect_cannot_hold(
-    tmp_path: Path, prefect_api_url: str
+    feedback_ops: RunCli, prefect_api_url: str
 ) -> None:
-    env = cli_environment(tmp_path, PREFECT_API_URL=prefect_api_url)
-    line = one_line_error(feedback_ops(env, "deploy", "--pool", "ops/primary"))
+    line = one_line_error(
+        feedback_ops("deploy", "--pool", "ops/primary", PREFECT_API_URL=prefect_api_url)
+    )
     assert "work pool name 'ops/primary' is not valid" in line

@@ -26,6 +26,7 @@ from prefect.flow_runs import resume_flow_run
 from prefect.states import Scheduled
 from psycopg.types.json import Jsonb
 from support.gateway_fake import ADMIN_TOKEN, GatewayFake
+from support.platform_schema import POS_SWEEP_TABLES_SQL
 from support.pos_fakes import (
     SHOPIFY_PREFIX,
     SQUARE_APPLICATION_SECRET,
@@ -51,18 +52,6 @@ MORNING = datetime(2027, 3, 10, 9, 0, tzinfo=STOCKHOLM)
 SWEEP = timedelta(minutes=5)
 MIDSOMMARAFTON = datetime(2027, 6, 25, 10, 0, tzinfo=STOCKHOLM)
 HOOKS = "https://hooks.feedback.example"
-
-PLATFORM_SQL = """
-CREATE TABLE businesses (id bigint PRIMARY KEY, name text NOT NULL);
-CREATE TABLE pos_connections (
-    id bigserial PRIMARY KEY,
-    business_id bigint NOT NULL REFERENCES businesses (id),
-    provider text NOT NULL,
-    external_location_id text NOT NULL,
-    status text NOT NULL,
-    config jsonb NOT NULL DEFAULT '{}'::jsonb
-);
-"""
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
@@ -109,7 +98,7 @@ def platform(db_factory: Callable[[], str]) -> str:
     """An empty platform database with `businesses` and `pos_connections`."""
     url = db_factory()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(PLATFORM_SQL)
+        conn.execute(POS_SWEEP_TABLES_SQL)
     return url
 
 

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.samples import Sample
 from support import pg
 from support.gateway_fake import GatewayFake
-from support.platform_schema import seed_platform
+from support.platform_schema import POS_SWEEP_TABLES_SQL, seed_platform
 from support.promql import dashboard, metric_names, panel_expressions, rule_expressions
 from support.pushgateway import Pushgateway
 from support.redis_server import redis_server
@@ -43,17 +43,6 @@ pytestmark = pytest.mark.xdist_group("metrics-pushed")
 
 # A Wednesday in March, in business hours but not at peak: the POS sweep's moment.
 MORNING = datetime(2027, 3, 10, 9, 0, tzinfo=STOCKHOLM)
-POS_PLATFORM_SQL = """
-CREATE TABLE businesses (id bigint PRIMARY KEY, name text NOT NULL);
-CREATE TABLE pos_connections (
-    id bigserial PRIMARY KEY,
-    business_id bigint NOT NULL REFERENCES businesses (id),
-    provider text NOT NULL,
-    external_location_id text NOT NULL,
-    status text NOT NULL,
-    config jsonb NOT NULL DEFAULT '{}'::jsonb
-);
-"""
 BLOCKS = ("platform-postgres", "ops-postgres", "backup-storage", "metrics-pushgateway")
 
 
@@ -198,7 +187,7 @@ def pushed(
         alert_escalation(**common)
 
         with psycopg.connect(pos_platform, autocommit=True) as conn:
-            conn.execute(POS_PLATFORM_SQL)
+            conn.execute(POS_SWEEP_TABLES_SQL)
         insert_pos_history(platform)
         pos = save_blocks_as(
             {"DATABASE_URL": pos_platform, "REDIS_URL": redis.url, **platform_gateway.env()},

@@ -4,7 +4,9 @@ to run it in: a developer's shell must not leak into a test run."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from feedback_ops.settings import VARIABLES
@@ -12,6 +14,9 @@ from feedback_ops.settings import VARIABLES
 FEEDBACK_OPS = Path(sys.executable).parent / "feedback-ops"
 # Every variable the project reads (the settings table), and Prefect's own server and key.
 PROJECT_VARIABLES = (*VARIABLES, "PREFECT_API_URL", "PREFECT_API_KEY")
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+"""The `feedback_ops` fixture: `feedback_ops(*args, timeout=300, **env)`."""
 
 
 def cli_environment(state: Path, **env: str) -> dict[str, str]:

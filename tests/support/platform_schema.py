@@ -28,6 +28,20 @@ BASE_COUNTS: dict[str, int] = {
     "public.feedback_attachments": 300,
 }
 
+POS_SWEEP_TABLES_SQL = """
+CREATE TABLE businesses (id bigint PRIMARY KEY, name text NOT NULL);
+CREATE TABLE pos_connections (
+    id bigserial PRIMARY KEY,
+    business_id bigint NOT NULL REFERENCES businesses (id),
+    provider text NOT NULL,
+    external_location_id text NOT NULL,
+    status text NOT NULL,
+    config jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+"""
+"""Only what the POS health sweep reads of the platform: businesses and their POS
+connections, for tests that add their own few rows."""
+
 SCHEMA_SQL = r"""
 CREATE TABLE businesses (
     id          bigserial PRIMARY KEY,
