@@ -242,14 +242,17 @@ def prefect_api_url() -> Iterator[str]:
 
 @pytest.fixture
 def feedback_ops(tmp_path: Path) -> RunCli:
-    """`feedback_ops(*args, **env)`: run the command in `tmp_path`, state kept there too."""
+    """`feedback_ops(*args, **env)`: run the command in `tmp_path` (or `cwd`), state kept
+    in `tmp_path`."""
 
-    def run(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, timeout: float = 300, cwd: Path | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         environ = cli_environment(tmp_path, **env)
         assert FEEDBACK_OPS.is_file(), f"{FEEDBACK_OPS} is not installed"
         return subprocess.run(
             [str(FEEDBACK_OPS), *args],
-            cwd=tmp_path,
+            cwd=cwd or tmp_path,
             env=environ,
             capture_output=True,
             text=True,

@@ -126,7 +126,10 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
 ) -> None:
     api, other_api = stack.apis
     ops_db = db_factory()
-    env = dict(
+    # Deployed from where `up`'s registration below is made: in a git checkout with a
+    # remote both then register the commit as the version.
+    env: dict[str, Any] = dict(
+        cwd=Path.cwd(),
         PREFECT_API_URL=api,
         DATABASE_URL=platform_db,
         OPS_DATABASE_URL=ops_db,

@@ -16,7 +16,7 @@ FEEDBACK_OPS = Path(sys.executable).parent / "feedback-ops"
 PROJECT_VARIABLES = (*VARIABLES, "PREFECT_API_URL", "PREFECT_API_KEY")
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
-"""The `feedback_ops` fixture: `feedback_ops(*args, timeout=300, **env)`."""
+"""The `feedback_ops` fixture: `feedback_ops(*args, timeout=300, cwd=None, **env)`."""
 
 
 def cli_environment(state: Path, **env: str) -> dict[str, str]:
