@@ -13,16 +13,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 from support import disk, pg, s3
-from support.cli import FEEDBACK_OPS, RunCli, cli_environment
 from support.platform_schema import seed_platform
 from support.receivers import HttpRecorder, SmtpReceiver, make_certificates
+
+if TYPE_CHECKING:
+    from support.cli import RunCli
 
 SESSION_TMP = tempfile.mkdtemp(prefix="feedback-ops-tests-")
 Path(SESSION_TMP, "api-ca").mkdir()
@@ -50,8 +52,8 @@ for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PREFECT
               "PREFECT_API_KEY"):  # fmt: skip
     os.environ.pop(_name, None)
 
-if "prefect" in sys.modules:  # pragma: no cover - a plugin imported prefect too early
-    warnings.warn("prefect was imported before tests/conftest.py set PREFECT_HOME", stacklevel=1)
+if "prefect" in sys.modules:  # a plugin or an import above loaded prefect too early
+    raise RuntimeError("prefect was imported before tests/conftest.py set PREFECT_HOME")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -244,6 +246,9 @@ def prefect_api_url() -> Iterator[str]:
 def feedback_ops(tmp_path: Path) -> RunCli:
     """`feedback_ops(*args, **env)`: run the command in `tmp_path` (or `cwd`), state kept
     in `tmp_path`."""
+    # Imported here: support.cli reads the settings table, which imports prefect, and
+    # prefect must not be imported before PREFECT_HOME is set above.
+    from support.cli import FEEDBACK_OPS, cli_environment
 
     def run(
         *args: str, timeout: float = 300, cwd: Path | None = None, **env: str
