@@ -21,6 +21,7 @@ from blocks.channels import (
     SlackAlerts,
     SmsAlerts,
 )
+from blocks.disaster_recovery import DisasterRecovery
 from blocks.encryption import ConfigBackupKey
 from blocks.gateway import PlatformGateway
 from blocks.metrics import MetricsPushgateway
@@ -70,6 +71,7 @@ __all__ = [
     "AlertChannels",
     "BackupStorage",
     "ConfigBackupKey",
+    "DisasterRecovery",
     "EmailAlerts",
     "EscalationContacts",
     "MetricsPushgateway",

@@ -13,7 +13,7 @@ from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Schedule
 from prefect.types.entrypoint import EntrypointType
 
-from deployments.schedules import at_hours, daily_at, every_minutes, run_times
+from deployments.schedules import at_hours, daily_at, every_minutes, monthly_drill, run_times
 from flows.alerting import alert_acknowledge, alert_escalation
 from flows.backup_report import backup_report
 from flows.backup_retention import backup_retention
@@ -22,6 +22,8 @@ from flows.backups_resync import backups_resync
 from flows.config_backup import app_config_backup, pos_config_backup
 from flows.database_backup import database_backup
 from flows.database_restore import database_restore
+from flows.dr_database_loss import dr_database_loss
+from flows.dr_steps import SCHEDULED_DRILL
 from flows.parameters import TITLES
 from flows.pos_failover import pos_failover
 from flows.pos_health_sweep import pos_health_sweep
@@ -29,6 +31,7 @@ from flows.redis_restore import redis_restore
 from flows.redis_snapshot import redis_snapshot
 from flows.webhook_reconciliation import webhook_reconciliation
 from flows.webhook_replay import webhook_replay
+from policy import STOCKHOLM
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,9 @@ class DeploymentSpec:
         for name, prop in deployment._parameter_openapi_schema.properties.items():
             prop["title"] = TITLES.get(name, name)
         return deployment
+
+
+DR_TAGS = ("dr", "runbook:disaster-recovery")
 
 
 def all_deployments() -> list[DeploymentSpec]:
@@ -173,6 +179,20 @@ def all_deployments() -> list[DeploymentSpec]:
             "manual",
             (),
             tags=("pos", "webhooks", "runbook:pos-integration-troubleshooting"),
+        ),
+        # Started by hand from the UI: a dry run unless told otherwise.
+        DeploymentSpec(dr_database_loss, "manual", (), tags=DR_TAGS),
+        DeploymentSpec(
+            dr_database_loss,
+            "monthly-drill",
+            (
+                monthly_drill(
+                    5,
+                    first_year=datetime.now(STOCKHOLM).year,
+                    parameters={"dry_run": False, "drill": True, "triggered_by": SCHEDULED_DRILL},
+                ),
+            ),
+            tags=(*DR_TAGS, "drill"),
         ),
     ]
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from prefect.schedules import Cron, RRule, Schedule
 from prefect.server.schemas import schedules as server_schedules
 
-from policy import STOCKHOLM, swedish_holidays
+from policy import STOCKHOLM, maintenance_windows, swedish_holidays
 
 TIMEZONE = "Europe/Stockholm"
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR")
@@ -77,6 +77,41 @@ def skipping_holidays(
         "EXDATE:" + ",".join(exdates),
     ]
     return RRule("\n".join(lines), timezone=TIMEZONE)
+
+
+def monthly_drill(
+    hour: int,
+    first_year: int,
+    years: int = HOLIDAY_YEARS,
+    parameters: dict[str, Any] | None = None,
+) -> Schedule:
+    """hh:00 on each month's first Sunday, inside its planned monthly maintenance window
+    (04:00-10:00), except where the policy plans no window: a first Sunday that is a
+    Swedish holiday (Påskdagen, Pingstdagen, …) gets no drill that month. `parameters`
+    apply to the scheduled runs only."""
+    if not 4 <= hour < 10:
+        raise ValueError("a drill runs inside the monthly maintenance window, 04:00-10:00")
+    planned = {
+        w.start.date()
+        for year in range(first_year, first_year + years)
+        for w in maintenance_windows(year)
+        if w.kind == "monthly"
+    }
+    skipped = []
+    for year in range(first_year, first_year + years):
+        for month in range(1, 13):
+            first = date(year, month, 1)
+            sunday = first + timedelta(days=(6 - first.weekday()) % 7)
+            if sunday not in planned:
+                skipped.append(f"{sunday:%Y%m%d}T{hour:02d}0000")
+    lines = [
+        f"DTSTART:{first_year}0101T{hour:02d}0000",
+        f"RRULE:FREQ=MONTHLY;BYDAY=1SU;BYHOUR={hour};BYMINUTE=0;BYSECOND=0;"
+        f"UNTIL={first_year + years - 1}1231T235959",
+    ]
+    if skipped:
+        lines.append("EXDATE:" + ",".join(skipped))
+    return RRule("\n".join(lines), timezone=TIMEZONE, parameters=parameters or {})
 
 
 def _server_schedule(

@@ -411,6 +411,42 @@ def cmd_pos_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- dr history ----------------------------------------------------------------------
+
+
+def cmd_dr_history(args: argparse.Namespace) -> int:
+    """Print the RTO and RPO every DR run and drill achieved, from the ops catalog the
+    environment names (OPS_DATABASE_URL, else DATABASE_URL)."""
+    from blocks.catalog import opened
+    from blocks.names import OPS_DATABASE_BLOCK
+    from blocks.postgres import PostgresDatabase
+    from feedback_ops.config import blocks_from_env
+    from feedback_ops.dr_history import history_document, history_rows
+    from feedback_ops.errors import OpsError
+
+    try:
+        ops_db = blocks_from_env(os.environ)[OPS_DATABASE_BLOCK]
+        assert isinstance(ops_db, PostgresDatabase)
+        with opened(ops_db) as engine:
+            document = history_document(engine)
+    except OpsError as exc:
+        _fail(str(exc))
+        return 1
+    if args.json:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return 0
+    titles = {"real": "DR runs", "drills": "Drills", "dry_runs": "Dry runs"}
+    for group, title in titles.items():
+        print(f"{title} (achieved / target; ! = missed)")
+        rows = history_rows(document, group)
+        if rows:
+            _print_table(("started (UTC)", "scenario", "status", "RTO", "RPO", "run"), rows)
+        else:
+            print("  none")
+        print()
+    return 0
+
+
 # --- policy --------------------------------------------------------------------------
 
 
@@ -649,6 +685,12 @@ def build_parser() -> argparse.ArgumentParser:
     pos_status = pos_sub.add_parser("status", help="state, last check, uptime per provider")
     pos_status.add_argument("--json", action="store_true", help="print one JSON object")
     pos_status.set_defaults(handler=cmd_pos_status)
+
+    dr = sub.add_parser("dr", help="disaster recovery runs and drills")
+    dr_sub = dr.add_subparsers(dest="dr_command", required=True)
+    dr_history = dr_sub.add_parser("history", help="the RTO and RPO of every DR run and drill")
+    dr_history.add_argument("--json", action="store_true", help="print one JSON object")
+    dr_history.set_defaults(handler=cmd_dr_history)
 
     calendar = sub.add_parser("calendar", help="Swedish holidays and maintenance windows")
     calendar.add_argument("year", type=int)

@@ -27,6 +27,7 @@ from blocks import (
     AlertChannels,
     BackupStorage,
     ConfigBackupKey,
+    DisasterRecovery,
     EmailAlerts,
     EscalationContacts,
     MetricsPushgateway,
@@ -47,6 +48,7 @@ from blocks.names import (
     BACKUP_STORAGE_BLOCK,
     CONFIG_KEY_BLOCK,
     CONTACTS_BLOCK,
+    DR_BLOCK,
     EMAIL_BLOCK,
     GATEWAY_BLOCK,
     METRICS_BLOCK,
@@ -111,6 +113,7 @@ BLOCK_SPECS: tuple[BlockSpec, ...] = (
     BlockSpec(METRICS_BLOCK, MetricsPushgateway, None),
     BlockSpec(CONTACTS_BLOCK, EscalationContacts, lambda env: EscalationContacts()),
     BlockSpec(WORK_POOL_FAILOVER_BLOCK, WorkPoolFailover, None),
+    BlockSpec(DR_BLOCK, DisasterRecovery, None),
 )
 """Every block the environment configures, in the order they are saved; the alert
 channels block that refers to the channel blocks and contacts comes after them."""

@@ -30,6 +30,10 @@ BACKUP_ID_PATTERN = f"^(latest|{BACKUP_ID})$"
 BackupId = Annotated[str, Field(pattern=BACKUP_ID_PATTERN, max_length=80)]
 """`latest`, or an id as backups are named: `database-20270328T010000Z-3fa2c1`."""
 
+DR_BACKUP_ID_PATTERN = f"^(verified|latest|{BACKUP_ID})$"
+DrBackupId = Annotated[str, Field(pattern=DR_BACKUP_ID_PATTERN, max_length=80)]
+"""`verified` (the newest whose restore drill passed), `latest`, or a backup's id."""
+
 # Empty is allowed, meaning "a new database": the UI's form then shows one text box,
 # not a choice between a string and None.
 DATABASE_NAME_PATTERN = r"^([a-z_][a-z0-9_]{0,62})?$"
@@ -72,6 +76,9 @@ ApprovalSeconds = Annotated[int, Field(ge=60, le=24 * 3600)]
 
 SHAPES = {
     BACKUP_ID_PATTERN: "a backup id (latest, or <kind>-YYYYMMDDTHHMMSSZ-<6 hex>)",
+    DR_BACKUP_ID_PATTERN: (
+        "a backup id (verified, latest, or <kind>-YYYYMMDDTHHMMSSZ-<6 hex>)"
+    ),
     DATABASE_NAME_PATTERN: (
         "a database name (lower case letters, digits and _, not starting with a digit, "
         "at most 63 characters) or empty"
@@ -124,6 +131,12 @@ TITLES = {
     "event": "Prefect event",
     "occurred": "When it happened",
     "failover_block": "Work pool failover policy (block name)",
+    "drill": "Drill (every step for real, on scratch targets)",
+    "incident_started_at": "Incident started at (empty: when this run starts)",
+    "triggered_by": "Started by (empty: by hand)",
+    "dr_block": "Disaster recovery settings (block name)",
+    "target_region": "Target region",
+    "status_poll_seconds": "DR status polled every (seconds)",
 }
 """The label of each parameter in the UI's run form. Prefect titles every schema field
 with the parameter's own name (`ops_database_block`); the deployments replace it with

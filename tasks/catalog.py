@@ -1,13 +1,14 @@
 """Tasks on the ops catalog: each backup's record from start to end, verification
 results, the rebuild from manifests, and what retention removed (`ops.backup_records`);
-the POS health sweeps' checks, damped states and moves (`ops.pos_*`)."""
+the POS health sweeps' checks, damped states and moves (`ops.pos_*`); the DR runs'
+records (`ops.dr_runs`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from blocks.catalog import backups, engine_for, migrate, opened, pos_health
+from blocks.catalog import backups, dr_runs, engine_for, migrate, opened, pos_health
 from blocks.catalog.pos_health import Check, Endpoint, PosHistory
 from blocks.postgres import PostgresDatabase
 from blocks.storage.manifest import backup_id_of
@@ -83,6 +84,36 @@ def read_newest_backup(ops_db: PostgresDatabase, kind: str) -> dict[str, Any] | 
     """The record of the completed backup of `kind` that finished last, or None."""
     with opened(ops_db) as engine:
         return backups.newest_completed(engine, kind)
+
+
+@step("read-newest-verified-backup", limit=QUICK)
+def read_newest_verified(ops_db: PostgresDatabase, kind: str) -> dict[str, Any] | None:
+    """The record of the newest `kind` backup whose restore drill passed, or None."""
+    with opened(ops_db) as engine:
+        return backups.newest_verified(engine, kind)
+
+
+@step("read-last-restore-drill", limit=QUICK)
+def read_last_restore_seconds(ops_db: PostgresDatabase, kind: str) -> float | None:
+    """Seconds the newest restore drill of a `kind` backup took: what a restore of it
+    is expected to take."""
+    with opened(ops_db) as engine:
+        return backups.last_restore_seconds(engine, kind)
+
+
+@step("save-dr-run", limit=QUICK)
+def save_dr_run(ops_db: PostgresDatabase, row: dict[str, Any]) -> None:
+    """Write a DR run's row in `ops.dr_runs` as it stands (idempotent: the row is the
+    run's whole record so far; a finished row is never reopened)."""
+    with opened(ops_db) as engine:
+        dr_runs.save_run(engine, row)
+
+
+@step("read-running-dr-runs", limit=QUICK)
+def read_running_dr_runs(ops_db: PostgresDatabase, scenario: str) -> list[dict[str, Any]]:
+    """The scenario's DR runs still recorded as running, oldest first."""
+    with opened(ops_db) as engine:
+        return dr_runs.running_runs(engine, scenario)
 
 
 @step("read-verified-backups", limit=QUICK)

@@ -8,12 +8,14 @@ from typing import Any
 from blocks.postgres import PostgresDatabase
 from blocks.postgres.client import database_size, table_rows
 from blocks.postgres.dump import SILENCE_SECONDS, DumpResult, dump_to_store
+from blocks.postgres.integrity import IntegrityReport, check_integrity
 from blocks.postgres.restore import (
     RestoreDrill,
     compare_counts,
     count_restored,
     create_target,
     drill,
+    drop_database,
     existing_tables,
     restore_file,
 )
@@ -101,6 +103,29 @@ def restore_backup(
     return seconds, counts
 
 
+@step("validate-restored-data", limit=TRANSFER)
+def validate_restored_data(
+    target: PostgresDatabase, expected_counts: dict[str, int]
+) -> IntegrityReport:
+    """The runbook's "Verify data integrity" after a restore: every table's rows against
+    the manifest's counts (`tables`), `SELECT COUNT(*) FROM businesses` above 0, every
+    `businesses.org_number` a valid Swedish organisation number, no foreign key pointing
+    at a missing row.
+
+    What is wrong comes back in the report's `problems`, not as a failure, so the flow
+    can show all of it and decide; the step fails only when it cannot look (a lost
+    connection is retried). Its limit is a transfer's: it reads every row of every
+    table, as the restore did."""
+    return check_integrity(target, expected_counts)
+
+
+@step("drop-scratch-database", limit=QUICK)
+def drop_scratch_database(server: PostgresDatabase, name: str) -> bool:
+    """Drop a drill's scratch database (never the server block's own); False when it
+    was already gone, so a rerun is harmless."""
+    return drop_database(server, name)
+
+
 @step("read-table-rows", limit=QUICK)
 def read_table_rows(db: PostgresDatabase, table: str) -> list[dict[str, Any]] | None:
     """Every row of `schema.table` as JSON objects ordered by its first column; None when
@@ -135,4 +160,6 @@ __all__ = [
     "read_target_tables",
     "restore_backup",
     "restore_drill",
+    "validate_restored_data",
+    "drop_scratch_database",
 ]

@@ -1,11 +1,13 @@
 """Tasks on backup storage: check access, read back and check, write manifests,
-replicate, find and list backups, remove them."""
+replicate, find and list backups, remove them, and make sure the backup region holds
+the newest of each kind."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from blocks.storage.manifest import (
     BackupKeys,
@@ -13,6 +15,7 @@ from blocks.storage.manifest import (
     find_manifest,
     load_manifest,
     manifest_keys,
+    object_key_of,
 )
 from blocks.storage.stores import (
     ChunkStream,
@@ -23,6 +26,7 @@ from blocks.storage.stores import (
     Unfinished,
 )
 from blocks.storage.verify import VerifiedCopy, check_stored
+from feedback_ops.errors import ConfigError, OpsError
 from tasks import QUICK, TRANSFER, step
 
 
@@ -157,3 +161,173 @@ def find_unfinished(store: ObjectStore, prefix: str = "") -> list[Unfinished]:
     """Uploads below `prefix` that were never finished (`.partial-*` files, open S3
     multipart uploads): a live backup's own, or what a killed run left."""
     return store.unfinished(prefix)
+
+
+# --- the backup region ---------------------------------------------------------------
+# Runbook, "Scenario 3: Regional Infrastructure Failure": the backup region must hold
+# the newest backups before traffic moves there. Its bucket is one more store: the same
+# keys, the same manifests, each copy read back and checked like a replica's.
+
+BACKUP_KINDS: tuple[str, ...] = ("database", "redis", "pos-config", "app-config")
+"""Every kind of backup the flows take (database-backup, redis-snapshot, the two
+configuration backups): each key's first folder."""
+
+
+@dataclass(frozen=True)
+class RegionCopy:
+    """One backup the backup region must hold: the newest of its kind at the primary."""
+
+    kind: str
+    backup_id: str
+    created_at: datetime
+    keys: BackupKeys
+    size: int
+    sha256: str
+    manifest: dict[str, Any]
+    source_url: str
+    """The object at the primary."""
+    target_url: str
+    """The object in the backup region."""
+
+
+@dataclass(frozen=True)
+class RegionBackupPlan:
+    """What `ensure-backups-in-region` will check, and copy where it must."""
+
+    target: str
+    """The backup region's location."""
+    copies: list[RegionCopy] = field(default_factory=list)
+    no_backup: list[str] = field(default_factory=list)
+    """Kinds with no backup at the primary at all: nothing to copy."""
+
+
+@dataclass(frozen=True)
+class RegionBackup:
+    """A backup the backup region holds now, read back and matching its manifest."""
+
+    kind: str
+    backup_id: str
+    created_at: datetime
+    action: Literal["present", "copied"]
+    """`present`: it was there already; `copied`: the object or manifest was written."""
+    verified: bool
+    url: str
+    size: int
+
+
+def region_copies(
+    primary: ObjectStore, target: ObjectStore, newest: Iterable[tuple[dict[str, Any], BackupKeys]]
+) -> list[RegionCopy]:
+    """The checks (and, where needed, copies) for the given backups: pure, for a dry run's
+    checklist and the approval form."""
+    return [
+        RegionCopy(
+            kind=str(manifest["kind"]),
+            backup_id=str(manifest["id"]),
+            created_at=datetime.fromisoformat(manifest["created_at"]),
+            keys=keys,
+            size=int(manifest["size"]),
+            sha256=str(manifest["sha256"]),
+            manifest=manifest,
+            source_url=primary.url_for(keys.object),
+            target_url=target.url_for(keys.object),
+        )
+        for manifest, keys in newest
+    ]
+
+
+@step("plan-backups-in-region", limit=QUICK)
+def plan_backups_in_region(
+    primary: ObjectStore, target: ObjectStore, kinds: Sequence[str] = BACKUP_KINDS
+) -> RegionBackupPlan:
+    """The newest backup of each kind at the primary (its manifest says it was read back
+    and matched), as the plan the operator approves; reads the primary, writes nothing.
+
+    Raises:
+        OpsError: a newest manifest cannot be read.
+    """
+    newest, no_backup = [], []
+    for kind in kinds:
+        names = manifest_keys(primary, f"{kind}/")
+        if not names:
+            no_backup.append(kind)
+            continue
+        try:
+            manifest = load_manifest(primary.get_bytes(names[-1]))
+        except ValueError as exc:
+            raise OpsError(f"{primary.url_for(names[-1])} cannot be read: {exc}") from None
+        newest.append((manifest, BackupKeys(object_key_of(names[-1], manifest), names[-1])))
+    return RegionBackupPlan(str(target.location), region_copies(primary, target, newest), no_backup)
+
+
+@step("ensure-backups-in-region", limit=TRANSFER)
+def ensure_backups_in_region(
+    primary: ObjectStore, target: ObjectStore, plan: RegionBackupPlan
+) -> list[RegionBackup]:
+    """Make the backup region hold every backup of the plan, each read back whole.
+
+    A copy already there whose object reads back as the manifest says, beside the same
+    manifest, is `present`. A missing or damaged object is copied again (its stale
+    manifest removed first, so no manifest ever describes a half-written copy) and
+    checked; a missing or different manifest is rewritten. Running it again after a
+    failure finishes the job; run twice, the second run finds everything present.
+
+    Raises:
+        OpsError: a copy did not read back as its manifest says (it is removed again),
+            or the backup region's store cannot be written.
+    """
+    if str(target.location) != plan.target:
+        raise ConfigError(
+            f"the plan was made for {plan.target}, not {target.location}: start a new run"
+        )
+    held = []
+    for copy in plan.copies:
+        digest = Digest(copy.size, copy.sha256)
+        object_ok = _reads_back(target, copy.keys.object, digest)
+        manifest_ok = _manifest_of(target, copy.keys.manifest) == copy.manifest
+        if not object_ok:
+            target.delete(copy.keys.manifest)
+            replicate_backup.fn(primary, target, copy.keys, digest, copy.manifest)
+        elif not manifest_ok:
+            target.put_bytes(copy.keys.manifest, dump_manifest(copy.manifest))
+            if _manifest_of(target, copy.keys.manifest) != copy.manifest:
+                url = target.url_for(copy.keys.manifest)
+                raise OpsError(f"{url} does not read back as it was written")
+        held.append(
+            RegionBackup(
+                kind=copy.kind,
+                backup_id=copy.backup_id,
+                created_at=copy.created_at,
+                action="present" if object_ok and manifest_ok else "copied",
+                verified=True,
+                url=copy.target_url,
+                size=copy.size,
+            )
+        )
+    return held
+
+
+def _reads_back(store: ObjectStore, key: str, expected: Digest) -> bool:
+    """Whether the object is there and matches (size, sha256, encryption); False when
+    missing or different, while a store that cannot be reached still raises."""
+    try:
+        check_stored(store, key, expected)
+    except FileNotFoundError:
+        return False
+    except OpsError as exc:
+        # A plain OpsError is check_stored's mismatch; its kin (access denied, throttled,
+        # timed out) say nothing about the copy and must not make a new one.
+        if type(exc) is not OpsError:
+            raise
+        return False
+    return True
+
+
+def _manifest_of(store: ObjectStore, key: str) -> dict[str, Any] | None:
+    """The manifest stored under `key`; None when missing or unreadable."""
+    try:
+        return load_manifest(store.get_bytes(key))
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return None

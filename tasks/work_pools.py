@@ -296,9 +296,11 @@ def _start(run: FlowRun) -> datetime:
 
 
 @step("fail-over-work-pools", limit=QUICK)
-def fail_over_work_pools(to: Side) -> SwapReport:
-    """Make `to` the active side of the work pools (see `swap_active_pool`)."""
-    return swap_active_pool(to)
+def fail_over_work_pools(to: Side, force: bool = False) -> SwapReport:
+    """Make `to` the active side of the work pools (see `swap_active_pool`); `force`
+    even when no worker is ready there yet (a regional failover, whose old side is
+    gone)."""
+    return swap_active_pool(to, force=force)
 
 
 @step("read-work-pool-layout", limit=QUICK)

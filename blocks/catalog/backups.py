@@ -145,6 +145,34 @@ def newest_completed(engine: Engine, kind: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row is not None else None
 
 
+def newest_verified(engine: Engine, kind: str) -> dict[str, Any] | None:
+    """The completed backup of `kind` taken last whose restore drill passed, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(backup_records)
+            .where(
+                backup_records.c.kind == kind,
+                backup_records.c.status == "completed",
+                backup_records.c.verify_status == "passed",
+            )
+            .order_by(backup_records.c.started_at.desc())
+            .limit(1)
+        ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def last_restore_seconds(engine: Engine, kind: str) -> float | None:
+    """How long the newest restore drill of a `kind` backup took, or None."""
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(backup_records.c.restore_seconds)
+            .where(backup_records.c.kind == kind, backup_records.c.restore_seconds.is_not(None))
+            .order_by(backup_records.c.verified_at.desc().nulls_last())
+            .limit(1)
+        ).scalar()
+    return float(value) if value is not None else None
+
+
 def record_verification(
     engine: Engine,
     backup_id: str,

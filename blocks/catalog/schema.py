@@ -238,6 +238,90 @@ webhook_dead_letters = Table(
 )
 
 
+dr_runs = Table(
+    "dr_runs",
+    metadata,
+    # One row per DR run (its Prefect flow run id), written as it goes: a run that dies
+    # leaves its row `running`, and running it again continues that row.
+    Column("flow_run_id", Text, primary_key=True),
+    Column("scenario", Text, nullable=False),
+    Column("mode", Text, CheckConstraint("mode IN ('dry-run', 'drill', 'real')"), nullable=False),
+    Column(
+        "status",
+        Text,
+        CheckConstraint(
+            "status IN ('planned', 'running', 'completed', 'failed', 'declined', 'cancelled')"
+        ),
+        nullable=False,
+    ),
+    Column("triggered_by", Text, nullable=False),
+    Column("incident_started_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("approved_at", DateTime(timezone=True)),
+    Column("approved_by", Text),
+    Column("service_validated_at", DateTime(timezone=True)),
+    Column("recovery_point", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("rto_seconds", Double),
+    Column("rpo_seconds", Double),
+    Column("rto_target_seconds", Double, nullable=False),
+    Column("rpo_target_seconds", Double, nullable=False),
+    Column("plan", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    Column("steps", JSONB, nullable=False, server_default=EMPTY_LIST),
+    Column("error", Text),
+    Index("dr_runs_by_scenario", "scenario", "mode", text("started_at DESC")),
+)
+
+dr_maintenance = Table(
+    "dr_maintenance",
+    metadata,
+    # Written before `POST /admin/maintenance` and closed after the `DELETE` answered:
+    # what a cancellation hook, running in another process, reads to know what to undo.
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("flow_run_id", Text, nullable=False),
+    Column("gateway_url", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("turned_on_at", DateTime(timezone=True), nullable=False),
+    Column("turned_off_at", DateTime(timezone=True)),
+    Column("off_error", Text),
+    Index("dr_maintenance_open", "flow_run_id", postgresql_where=text("turned_off_at IS NULL")),
+)
+
+dr_observations = Table(
+    "dr_observations",
+    metadata,
+    # What dr-watchdog saw each minute, per check: the triggers are judged on these.
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("observed_at", DateTime(timezone=True), nullable=False),
+    Column("check_name", Text, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("value", Double),
+    Column("detail", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    Column("flow_run_id", Text),
+    Index("dr_observations_by_check", "check_name", text("observed_at DESC")),
+)
+
+dr_triggers = Table(
+    "dr_triggers",
+    metadata,
+    # One row per trigger while it holds: a trigger fires once, not every minute.
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("trigger", Text, nullable=False),
+    Column("scenario", Text, nullable=False),
+    Column("fired_at", DateTime(timezone=True), nullable=False),
+    Column("cleared_at", DateTime(timezone=True)),
+    Column("event_id", Text),
+    Column("detail", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    Column("flow_run_id", Text),
+    Index(
+        "dr_triggers_live",
+        "trigger",
+        unique=True,
+        postgresql_where=text("cleared_at IS NULL"),
+    ),
+)
+
+
 def migrate(engine: Engine, db: PostgresDatabase) -> list[str]:
     """Bring schema `ops` to the tables above; returns what was created, e.g.
     `table ops.alerts` or `column ops.backup_records.verified_at`.

@@ -186,6 +186,22 @@ def existing_tables(server: PostgresDatabase, name: str) -> dict[str, int] | Non
         return count_rows(conn, list_tables(conn))
 
 
+def drop_database(server: PostgresDatabase, name: str) -> bool:
+    """Drop database `name` on `server` with its connections; False when it was gone.
+
+    Raises:
+        OpsError: it is the server block's own database (never a scratch one).
+    """
+    if name == server.database:
+        raise OpsError(f"refusing to drop {server.display_name}: it is not a scratch database")
+    with connect(server, autocommit=True) as conn:
+        gone = existing_tables(server, name) is None
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+    return not gone
+
+
 def create_target(server: PostgresDatabase, name: str, replace: dict[str, int] | None) -> None:
     """Create database `name`; with `replace`, first drop the existing one, after checking
     it still holds exactly those tables and rows (what the operator approved).

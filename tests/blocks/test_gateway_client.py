@@ -50,7 +50,7 @@ def failure(call: Any) -> ChannelError:
 
 def test_health_checks_need_no_token(fake: GatewayFake) -> None:
     with client_for(fake) as gateway:
-        assert gateway.health() == {"status": "healthy", "maintenance": False}
+        assert gateway.health() == {"status": "healthy", "maintenance": False, "error_rate": 0.0}
         assert gateway.pos_health("zettle") == {
             "provider": "zettle",
             "healthy": True,
@@ -92,8 +92,16 @@ def test_maintenance_on_then_off(fake: GatewayFake) -> None:
 def test_disaster_recovery_failover_and_status(fake: GatewayFake) -> None:
     body = {"type": "regional", "target_region": "eu-central-1", "reason": "drill"}
     with client_for(fake) as gateway:
+        fake.dr_healthy_after = None
+        assert gateway.dr_status() == {"status": "idle", "active_region": "eu-west-1"}
         assert gateway.dr_failover(body)["status"] == "in_progress"
-        assert gateway.dr_status() == {"status": "healthy", "active_region": "eu-west-1"}
+        assert gateway.dr_status()["status"] == "in_progress"
+        fake.dr_healthy_after = 0.0
+        assert gateway.dr_status() == {
+            "status": "healthy",
+            "active_region": "eu-central-1",
+            "type": "regional",
+        }
     assert fake.requests("/admin/disaster-recovery/failover")[0].body == body
 
 

@@ -7,7 +7,9 @@ The paths and bodies are the runbook's: `GET /health`, `GET /pos/health/{provide
 and answer 401 `{"error": "invalid admin token"}` otherwise.
 
 The fake keeps the state the commands change (which endpoint each provider uses,
-maintenance mode, the failover's progress) and records every request. `fail` scripts
+maintenance mode and its history, the failover's progress) and records every request.
+A disaster-recovery failover becomes healthy `dr_healthy_after` seconds after it was
+asked for, or never when that is None; `/health` reports `error_rate` as set. `fail` scripts
 answers the way a gateway or its load balancer fails: a status with a JSON error, an
 HTML page, a `Retry-After`, or an answer slower than the client waits.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +69,7 @@ class GatewayFake(LoopbackService):
         self.active_endpoint = dict.fromkeys(PROVIDERS, "primary")
         self.maintenance: dict[str, Any] | None = None
         self.pos_health = {p: {"provider": p, "healthy": True} for p in PROVIDERS}
+        self._dr_defaults()
         super().__init__()
         self.app = self._build_app()
 
@@ -103,6 +107,26 @@ class GatewayFake(LoopbackService):
             self.active_endpoint = dict.fromkeys(PROVIDERS, "primary")
             self.maintenance = None
             self.pos_health = {p: {"provider": p, "healthy": True} for p in PROVIDERS}
+            self._dr_defaults()
+
+    def _dr_defaults(self) -> None:
+        self.maintenance_log: list[tuple[str, Any]] = []
+        """("on", body) and ("off", None), in the order they came."""
+        self.dr_failovers: list[dict[str, Any]] = []
+        self.dr_healthy_after: float | None = 0.0
+        self._dr_asked_at: float | None = None
+        self.error_rate = 0.0
+
+    def dr_status_answer(self) -> dict[str, Any]:
+        """What `GET /admin/disaster-recovery/status` answers now."""
+        if not self.dr_failovers or self._dr_asked_at is None:
+            return {"status": "idle", "active_region": "eu-west-1"}
+        latest = self.dr_failovers[-1]
+        region = latest.get("target_region") or "eu-west-1"
+        after = self.dr_healthy_after
+        if after is not None and time.monotonic() - self._dr_asked_at >= after:
+            return {"status": "healthy", "active_region": region, "type": latest.get("type")}
+        return {"status": "in_progress", "active_region": "eu-west-1", "type": latest.get("type")}
 
     def requests(self, path: str = "") -> list[GatewayRequest]:
         """The recorded requests whose path starts with `path`, oldest first."""
@@ -151,7 +175,11 @@ class GatewayFake(LoopbackService):
 
         @app.get("/health")
         async def health() -> dict[str, Any]:
-            return {"status": "healthy", "maintenance": fake.maintenance is not None}
+            return {
+                "status": "healthy",
+                "maintenance": fake.maintenance is not None,
+                "error_rate": fake.error_rate,
+            }
 
         @app.get("/pos/health/{provider}")
         async def pos_health(provider: str) -> Response:
@@ -175,20 +203,28 @@ class GatewayFake(LoopbackService):
         @app.post("/admin/maintenance")
         async def maintenance_on(request: Request) -> dict[str, Any]:
             fake.maintenance = await request.json()
+            fake.maintenance_log.append(("on", fake.maintenance))
             return {"maintenance": True, **fake.maintenance}
 
         @app.delete("/admin/maintenance")
         async def maintenance_off() -> Response:
             fake.maintenance = None
+            fake.maintenance_log.append(("off", None))
             return Response(status_code=204)
 
         @app.post("/admin/disaster-recovery/failover")
         async def dr_failover(request: Request) -> dict[str, Any]:
             body = await request.json()
-            return {"accepted": True, "type": body.get("type"), "status": "in_progress"}
+            if body.get("type") not in ("database", "regional") or not body.get("reason"):
+                return JSONResponse({"error": "type and reason are required"}, 400)
+            fake.dr_failovers.append(body)
+            fake._dr_asked_at = time.monotonic()
+            return JSONResponse(
+                {"accepted": True, "type": body["type"], "status": "in_progress"}
+            )
 
         @app.get("/admin/disaster-recovery/status")
         async def dr_status() -> dict[str, Any]:
-            return {"status": "healthy", "active_region": "eu-west-1"}
+            return fake.dr_status_answer()
 
         return app
