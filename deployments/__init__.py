@@ -23,7 +23,9 @@ from flows.config_backup import app_config_backup, pos_config_backup
 from flows.database_backup import database_backup
 from flows.database_restore import database_restore
 from flows.dr_database_loss import dr_database_loss
-from flows.dr_steps import SCHEDULED_DRILL
+from flows.dr_regional_failover import dr_regional_failover
+from flows.dr_steps import SCHEDULED_DRILL, WATCHDOG
+from flows.dr_watchdog import DR_TRIGGER_EVENT, dr_watchdog, scenario_resource
 from flows.parameters import TITLES
 from flows.pos_failover import pos_failover
 from flows.pos_health_sweep import pos_health_sweep
@@ -32,6 +34,7 @@ from flows.redis_snapshot import redis_snapshot
 from flows.webhook_reconciliation import webhook_reconciliation
 from flows.webhook_replay import webhook_replay
 from policy import STOCKHOLM
+from policy.disaster_recovery import Scenario
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,26 @@ class DeploymentSpec:
 
 
 DR_TAGS = ("dr", "runbook:disaster-recovery")
+ON_WATCHDOG = "on-watchdog"
+
+
+def watchdog_trigger(scenario: Scenario) -> DeploymentEventTrigger:
+    """The automation that turns dr-watchdog's event for `scenario` into a run of its DR
+    flow: for real (not a dry run), showing its plan and waiting for approval."""
+    return DeploymentEventTrigger(
+        name=f"{WATCHDOG} starts {scenario.flow_name}",
+        description=(
+            f"When {WATCHDOG} finds an automated failover trigger of the runbook holding, "
+            f"it emits {DR_TRIGGER_EVENT} for {scenario.flow_name}; this starts it."
+        ),
+        expect={DR_TRIGGER_EVENT},
+        match={"prefect.resource.id": scenario_resource(scenario)},
+        threshold=1,
+        parameters={
+            "dry_run": False,
+            "triggered_by": WATCHDOG + ": {{ event.payload.trigger }}",
+        },
+    )
 
 
 def all_deployments() -> list[DeploymentSpec]:
@@ -182,6 +205,29 @@ def all_deployments() -> list[DeploymentSpec]:
         ),
         # Started by hand from the UI: a dry run unless told otherwise.
         DeploymentSpec(dr_database_loss, "manual", (), tags=DR_TAGS),
+        DeploymentSpec(dr_regional_failover, "manual", (), tags=DR_TAGS),
+        # Started by dr-watchdog's events: for real, waiting for approval in the UI.
+        DeploymentSpec(
+            dr_database_loss,
+            ON_WATCHDOG,
+            (),
+            tags=DR_TAGS,
+            triggers=(watchdog_trigger(Scenario.DATABASE_LOSS),),
+        ),
+        DeploymentSpec(
+            dr_regional_failover,
+            ON_WATCHDOG,
+            (),
+            tags=DR_TAGS,
+            triggers=(watchdog_trigger(Scenario.REGIONAL_FAILOVER),),
+        ),
+        DeploymentSpec(
+            dr_watchdog,
+            "every-minute",
+            (every_minutes(1),),
+            tags=("dr", "runbook:automated-failover-triggers"),
+            skip_while_running=True,
+        ),
         DeploymentSpec(
             dr_database_loss,
             "monthly-drill",

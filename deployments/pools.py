@@ -3,9 +3,10 @@ registers, and the fields by which a registration is compared with what it shoul
 
 The primary pool gets the deployments of `all_deployments()` under their own names, as
 `up` serves them; a standby pool gets a twin of each, `<name>-standby`, whose schedules
-are inactive until `feedback-ops pool-failover --to standby`. A `work-pool-watch`
-deployment, started by an automation on the primary pool's ready and not-ready events,
-runs on the standby pool, where a worker is left to run it.
+are inactive until `feedback-ops pool-failover --to standby`. A deployment started by an
+event (the DR flows' `on-watchdog`, and `work-pool-watch`, started by an automation on
+the primary pool's ready and not-ready events) is registered once, on the standby pool,
+where a worker is left to run it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ def pool_registrations(layout: PoolLayout, image: str | None = None) -> list[Run
     """Every deployment to register for `layout`, the active side's schedules active."""
     runners = []
     for spec in all_deployments():
+        if spec.triggers:
+            # Started by an event: one registration (twins would make one automation
+            # each, and two runs per event), on the standby pool, outside the region
+            # the event may be about.
+            runners.append(
+                spec.to_runner(work_pool=layout.standby or layout.primary, image=image)
+            )
+            continue
         runners.append(
             spec.to_runner(
                 work_pool=layout.primary, image=image, schedules_active=layout.active == "primary"

@@ -118,7 +118,11 @@ def setup(
 
 
 def region_keys(endpoint: str, bucket: str) -> list[str]:
-    listed = s3.s3_client(endpoint, region="eu-central-1").list_objects_v2(Bucket=bucket).get("Contents", [])
+    listed = (
+        s3.s3_client(endpoint, region="eu-central-1")
+        .list_objects_v2(Bucket=bucket)
+        .get("Contents", [])
+    )
     return sorted(str(o["Key"]) for o in listed)
 
 

@@ -39,7 +39,7 @@ def test_the_pos_sweep_runs_every_five_minutes_one_at_a_time_never_queued() -> N
     limit = runner.concurrency_options
     assert runner.concurrency_limit == 1
     assert limit is not None and limit.collision_strategy == "CANCEL_NEW"
-    one_at_a_time = {"pos-health-sweep", "webhook-reconciliation"}
+    one_at_a_time = {"pos-health-sweep", "webhook-reconciliation", "dr-watchdog"}
     others = [s.to_runner() for s in SPECS if s.flow_name not in one_at_a_time]
     assert all(r.concurrency_limit is None for r in others)
 
@@ -71,8 +71,9 @@ def test_deployment_becomes_a_runner_deployment(spec: DeploymentSpec) -> None:
     assert runner.paused is False
     assert set(runner.tags) == set(spec.tags)
     assert len(runner.schedules) == len(spec.schedules)
-    # Only manual deployments (the UI's Run button) have no schedule.
-    assert spec.schedules or spec.name == "manual"
+    # Only manual deployments (the UI's Run button) and those events start have no
+    # schedule.
+    assert spec.schedules or spec.name == "manual" or spec.triggers
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.full_name for s in SPECS])
@@ -173,3 +174,24 @@ def test_every_task_has_a_limit_and_the_shared_retry_policy(where: str, task: Ta
             tasks.SWEEP_RETRY_DELAYS,
         )
     assert task.cache_policy is NO_CACHE
+
+
+@pytest.mark.parametrize("scenario", ["database-loss", "regional-failover"])
+def test_the_watchdog_events_start_their_dr_run_for_real_and_by_name(scenario: str) -> None:
+    [spec] = [s for s in SPECS if s.full_name == f"dr-{scenario}/on-watchdog"]
+    [trigger] = spec.triggers
+    assert trigger.name == f"dr-watchdog starts dr-{scenario}"
+    assert trigger.expect == {"feedback-ops.dr.triggered"}
+    assert trigger.match.model_dump() == {"prefect.resource.id": f"feedback-ops.dr.{scenario}"}
+    assert trigger.parameters == {
+        "dry_run": False,
+        "triggered_by": "dr-watchdog: {{ event.payload.trigger }}",
+    }
+
+
+def test_dr_runs_by_hand_are_dry_runs() -> None:
+    for spec in SPECS:
+        if spec.flow_name.startswith("dr-") and spec.name == "manual":
+            runner = spec.to_runner()
+            assert runner._parameter_openapi_schema.properties["dry_run"]["default"] is True
+            assert not spec.parameters

@@ -269,3 +269,38 @@ def test_skipping_holidays_covers_every_year_it_was_built_for() -> None:
     runs = run_times(schedule, local(2029, 1, 1), local(2030, 1, 1))
 
     assert runs == expected_weekday_runs(2029, 9)
+
+
+# --- the monthly DR drill ---------------------------------------------------------------
+
+
+def test_the_monthly_drill_runs_inside_every_planned_monthly_window_of_2027() -> None:
+    from deployments.schedules import monthly_drill
+    from policy import maintenance_windows
+
+    runs = run_times(monthly_drill(5, first_year=2027), local(2027, 1, 1), local(2028, 1, 1))
+    windows = [w for w in maintenance_windows(2027) if w.kind == "monthly"]
+    assert len(runs) == len(windows) == 11  # Sunday 6 June is Sweden's National Day
+    for run, window in zip(runs, windows, strict=True):
+        assert window.start <= run < window.end and (run.hour, run.minute) == (5, 0)
+    holidays = {h.date for h in swedish_holidays(2027)}
+    assert not {run.date() for run in runs} & holidays
+    assert date(2027, 6, 6) in holidays
+
+
+def test_the_monthly_drill_refuses_an_hour_outside_the_window() -> None:
+    from deployments.schedules import monthly_drill
+
+    with pytest.raises(ValueError, match="inside the monthly maintenance window"):
+        monthly_drill(11, first_year=2027)
+
+
+def test_the_monthly_drill_deployment_is_a_drill_without_a_person() -> None:
+    [spec] = [s for s in all_deployments() if s.full_name == "dr-database-loss/monthly-drill"]
+    [schedule] = spec.schedules
+    assert schedule.parameters == {
+        "dry_run": False,
+        "drill": True,
+        "triggered_by": "the monthly drill schedule",
+    }
+    assert spec.parameters == {}, "a run by hand from this deployment stays a dry run"
