@@ -1,5 +1,6 @@
 """Disaster recovery's settings: the backup region, its bucket, the DNS record that moves,
-the drill gateway, and whether a triggered run may go on without a human.
+the drill gateway, whether a triggered run may go on without a human, and where the
+platform keeps the email address of each business a POS outage is told to.
 
 Runbook, "Disaster Recovery" and "Failover Procedures": the primary region is
 eu-west-1, the backup region eu-central-1. A regional failover copies the newest
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 PRIMARY_REGION = "eu-west-1"
 BACKUP_REGION = "eu-central-1"
+ROUTE53_REGION = "us-east-1"
 
 
 class DisasterRecovery(Block):
@@ -95,6 +97,12 @@ class DisasterRecovery(Block):
         le=6 * 3600,
         description="How long a regional failover polls the gateway's DR status.",
     )
+    business_email_column: str = Field(
+        default="email",
+        min_length=1,
+        description="The column of the platform's businesses table holding each business's "
+        "email address: whom dr-pos-providers-down tells of a POS outage.",
+    )
 
     def require_region(self, region: str) -> None:
         """Refuse a target region this block does not configure.
@@ -150,7 +158,8 @@ class DisasterRecovery(Block):
         """A boto3 Route 53 client with timeouts and standard retries (throttling, 5xx).
 
         Credentials come from boto3's own chain (environment, shared files, instance
-        role), as for every AWS call without keys in a block.
+        role), as for every AWS call without keys in a block. Route 53 is a global
+        service whose requests are signed for us-east-1, so no region need be set.
         """
         import boto3
         from botocore.config import Config
@@ -161,5 +170,8 @@ class DisasterRecovery(Block):
             retries={"max_attempts": 5, "mode": "standard"},
         )
         return boto3.client(
-            "route53", endpoint_url=self.route53_endpoint_url or None, config=config
+            "route53",
+            endpoint_url=self.route53_endpoint_url or None,
+            region_name=ROUTE53_REGION,
+            config=config,
         )

@@ -23,6 +23,7 @@ from flows.config_backup import app_config_backup, pos_config_backup
 from flows.database_backup import database_backup
 from flows.database_restore import database_restore
 from flows.dr_database_loss import dr_database_loss
+from flows.dr_pos_providers_down import dr_pos_providers_down
 from flows.dr_regional_failover import dr_regional_failover
 from flows.dr_steps import SCHEDULED_DRILL, WATCHDOG
 from flows.dr_watchdog import DR_TRIGGER_EVENT, dr_watchdog, scenario_resource
@@ -205,6 +206,7 @@ def all_deployments() -> list[DeploymentSpec]:
         ),
         # Started by hand from the UI: a dry run unless told otherwise.
         DeploymentSpec(dr_database_loss, "manual", (), tags=DR_TAGS),
+        DeploymentSpec(dr_pos_providers_down, "manual", (), tags=DR_TAGS),
         DeploymentSpec(dr_regional_failover, "manual", (), tags=DR_TAGS),
         # Started by dr-watchdog's events: for real, waiting for approval in the UI.
         DeploymentSpec(

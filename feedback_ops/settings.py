@@ -937,6 +937,16 @@ SETTINGS: tuple[Setting, ...] = (
         _DR,
     ),
     Setting(
+        "DR_BUSINESS_EMAIL_COLUMN",
+        DR_BLOCK,
+        "business_email_column",
+        Kind.NAME,
+        "email",
+        "The column of the platform's `businesses` table with each business's email "
+        "address: whom `dr-pos-providers-down` tells of an outage.",
+        _DR,
+    ),
+    Setting(
         "FEEDBACK_OPS_STATE_DIR",
         None,
         None,

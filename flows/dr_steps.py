@@ -32,7 +32,7 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.exceptions import MissingContextError
 from prefect.flows import Flow
 from prefect.logging import get_logger
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run as current_run
 from pydantic import BaseModel, Field
 
 from blocks import DisasterRecovery, PlatformGateway, PostgresDatabase, load_block
@@ -109,7 +109,8 @@ class DrPlan(BaseModel):
         ]
         for number, planned in enumerate(self.steps, 1):
             box = "[ ]" if planned.skipped is None else "[~]"
-            lines.append(f"{number}. {box} **{planned.title}**: `{planned.call}`")
+            # The UI renders no emphasis inside a task list item: plain text reads best.
+            lines.append(f"{number}. {box} {planned.title}: `{planned.call}`")
             if planned.skipped is not None:
                 lines.append(f"   - skipped: {planned.skipped}")
         return "\n".join(lines)
@@ -213,7 +214,7 @@ class DrRecord:
     def __init__(self, plan: DrPlan, blocks: DrBlocks, triggered_by: str) -> None:
         self.plan = plan
         self.blocks = blocks
-        self.flow_run_id = str(flow_run.get_id() or "")
+        self.flow_run_id = str(current_run.get_id() or "")
         self.started_at = datetime.now(UTC)
         self.steps: list[dict[str, Any]] = []
         self.service_validated_at: datetime | None = None
@@ -343,7 +344,7 @@ def dr_lock(scenario: Scenario, ops_db: PostgresDatabase) -> Iterator[None]:
             others = [
                 str(row["flow_run_id"])
                 for row in read_running_dr_runs(ops_db, scenario.value)
-                if row["flow_run_id"] != str(flow_run.get_id())
+                if row["flow_run_id"] != str(current_run.get_id())
             ]
             holder = f" ({', '.join(others)})" if others else ""
             raise OpsError(
@@ -418,7 +419,7 @@ def _alert_still_on(url: str, run_id: str, exc: BaseException, targets: AlertTar
     )
 
 
-def release_maintenance(flow: Flow[Any, Any] | FlowInfo, run: FlowRun, state: State) -> None:
+def release_maintenance(flow: Flow[Any, Any] | FlowInfo, flow_run: FlowRun, state: State) -> None:
     """Prefect hook on failure, crash and cancellation: turn off the maintenance mode
     this run turned on, as the ops catalog records it, and close the run's record.
 
@@ -427,8 +428,8 @@ def release_maintenance(flow: Flow[Any, Any] | FlowInfo, run: FlowRun, state: St
     running it twice does nothing the second time.
     """
     logger = _hook_logger()
-    params = run.parameters or {}
-    run_id = str(run.id)
+    params = flow_run.parameters or {}
+    run_id = str(flow_run.id)
     try:
         blocks = DrBlocks.load(
             params.get("gateway_block", GATEWAY_BLOCK),

@@ -76,9 +76,7 @@ ApprovalSeconds = Annotated[int, Field(ge=60, le=24 * 3600)]
 
 SHAPES = {
     BACKUP_ID_PATTERN: "a backup id (latest, or <kind>-YYYYMMDDTHHMMSSZ-<6 hex>)",
-    DR_BACKUP_ID_PATTERN: (
-        "a backup id (verified, latest, or <kind>-YYYYMMDDTHHMMSSZ-<6 hex>)"
-    ),
+    DR_BACKUP_ID_PATTERN: ("a backup id (verified, latest, or <kind>-YYYYMMDDTHHMMSSZ-<6 hex>)"),
     DATABASE_NAME_PATTERN: (
         "a database name (lower case letters, digits and _, not starting with a digit, "
         "at most 63 characters) or empty"

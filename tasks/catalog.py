@@ -211,6 +211,16 @@ def read_pos_history(ops_db: PostgresDatabase, at: datetime) -> PosHistory:
         return pos_health.history(engine, at)
 
 
+@step("read-pos-last-healthy", limit=QUICK)
+def read_pos_last_healthy(
+    ops_db: PostgresDatabase, providers: list[str], before: datetime
+) -> dict[str, datetime | None]:
+    """Each provider's newest good `service` check at or before `before` (None: none
+    kept): where an outage's lost webhooks begin."""
+    with opened(ops_db) as engine:
+        return pos_health.last_healthy(engine, providers, before)
+
+
 @step("record-pos-move", limit=QUICK, retries=0)
 def record_pos_move(ops_db: PostgresDatabase, **move: Any) -> None:
     """Note a failover or failback the gateway accepted in `ops.pos_failovers`."""

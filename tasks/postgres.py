@@ -1,11 +1,12 @@
 """Tasks on the platform's PostgreSQL: the dump, restores and drills, the tables read
-into configuration backups."""
+into configuration backups, the businesses a POS outage is told to."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from blocks.postgres import PostgresDatabase
+from blocks.postgres.businesses import BusinessToTell, businesses_to_tell
 from blocks.postgres.client import database_size, table_rows
 from blocks.postgres.dump import SILENCE_SECONDS, DumpResult, dump_to_store
 from blocks.postgres.integrity import IntegrityReport, check_integrity
@@ -133,6 +134,16 @@ def read_table_rows(db: PostgresDatabase, table: str) -> list[dict[str, Any]] | 
     return table_rows(db, table)
 
 
+@step("read-businesses-to-tell", limit=QUICK)
+def read_businesses_to_tell(
+    db: PostgresDatabase, providers: list[str], email_column: str, variable: str
+) -> list[BusinessToTell]:
+    """The businesses with an active `pos_connections` row for one of `providers`, each
+    with the address in `businesses.<email_column>` (None when it holds no single
+    address). A missing column fails at once, naming `variable`, the setting to fix."""
+    return businesses_to_tell(db, providers, email_column, variable=variable)
+
+
 class _RestoreProgress:
     """A restore's progress: the target's size on disk against the source's when it was
     dumped (the manifest's `database_bytes`), read every few seconds."""
@@ -156,6 +167,7 @@ def _digest_of(manifest: dict[str, Any]) -> Digest:
 __all__ = [
     "dump_database",
     "prepare_target",
+    "read_businesses_to_tell",
     "read_table_rows",
     "read_target_tables",
     "restore_backup",

@@ -239,6 +239,28 @@ def uptimes(engine: Engine, at: datetime) -> dict[str, dict[str, float | None]]:
     return found
 
 
+def last_healthy(
+    engine: Engine, providers: Sequence[str], before: datetime
+) -> dict[str, datetime | None]:
+    """Each provider's newest good `service` check at or before `before`: the last time
+    its traffic was seen flowing (None: no such check is kept)."""
+    checks = pos_health_checks
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(checks.c.provider, func.max(checks.c.checked_at))
+            .where(
+                checks.c.target == SERVICE,
+                checks.c.ok.is_(True),
+                checks.c.checked_at <= before,
+                checks.c.provider.in_(list(providers)),
+            )
+            .group_by(checks.c.provider)
+        ).all()
+    found: dict[str, datetime | None] = dict.fromkeys(providers)
+    found.update({provider: at for provider, at in rows})
+    return found
+
+
 def history(engine: Engine, at: datetime) -> PosHistory:
     """States, last moves, uptimes and newest checks, as of `at`."""
     return PosHistory(states(engine), last_moves(engine), uptimes(engine, at), last_checks(engine))

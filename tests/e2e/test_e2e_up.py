@@ -19,10 +19,9 @@ import re
 import signal
 import sqlite3
 import subprocess
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -35,6 +34,7 @@ from support.browser import browser_page
 from support.cli import FEEDBACK_OPS, cli_environment
 from support.net import free_port, port_accepts, wait_until
 from support.platform_schema import planned_counts
+from support.up import api_call, api_get, start_up
 from support.webhook_receiver import (
     SQUARE_SIGNATURE_KEY,
     WebhookReceiver,
@@ -44,21 +44,6 @@ from support.webhook_receiver import (
 from support.webhook_table import create_deliveries_table
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
-
-
-def _call(client: httpx.Client, method: str, path: str, body: Any = None) -> Any:
-    """One API call, retried like Prefect's own client does while SQLite is busy (503)."""
-    deadline = time.monotonic() + 60
-    while True:
-        answer = client.request(method, path, json=body)
-        if answer.status_code != 503 or time.monotonic() > deadline:
-            answer.raise_for_status()
-            return answer.json()
-        time.sleep(0.5)
-
-
-def _get(client: httpx.Client, path: str) -> Any:
-    return _call(client, "GET", path)
 
 
 def _cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -81,7 +66,7 @@ def walk_the_restore_form(client: httpx.Client, port: int, log: Path, server: st
     every parameter's description, refuses a target database that is not a plain name
     (and no run is created), then starts a restore into a new database. Returns the
     restored database's URL (on `server`) once the run has completed."""
-    deployment = _get(client, "/deployments/name/database-restore/manual")
+    deployment = api_get(client, "/deployments/name/database-restore/manual")
     properties = deployment["parameter_openapi_schema"]["properties"]
     ui = f"http://127.0.0.1:{port}"
     with browser_page() as page:
@@ -111,7 +96,7 @@ def walk_the_restore_form(client: httpx.Client, port: int, log: Path, server: st
             page.get_by_text("Validation failed for field 'target_database'").first
         ).to_be_visible()
         runs = {"deployments": {"id": {"any_": [deployment["id"]]}}}
-        assert _call(client, "POST", "/flow_runs/count", runs) == 0
+        assert api_call(client, "POST", "/flow_runs/count", runs) == 0
 
         field("target_database").locator("textarea, input").first.fill(UI_TARGET)
         field("jobs").locator("input").first.fill("2")
@@ -131,7 +116,7 @@ def walk_the_restore_form(client: httpx.Client, port: int, log: Path, server: st
             ) from None
         expect(page.get_by_text(run_name).first).to_be_visible()
 
-    [run] = _call(client, "POST", "/flow_runs/filter", runs)
+    [run] = api_call(client, "POST", "/flow_runs/filter", runs)
     run_id = run["id"]
     assert run["name"] == run_name
     assert run["deployment_id"] == deployment["id"]
@@ -139,41 +124,12 @@ def walk_the_restore_form(client: httpx.Client, port: int, log: Path, server: st
     assert run["parameters"]["jobs"] == 2
 
     def final_state() -> str | None:
-        state_type = _get(client, f"/flow_runs/{run_id}")["state"]["type"]
+        state_type = api_get(client, f"/flow_runs/{run_id}")["state"]["type"]
         return state_type if state_type in ("COMPLETED", "FAILED", "CRASHED") else None
 
     wait_until(lambda: final_state() is not None, timeout=180, what="the restore run")
     assert final_state() == "COMPLETED", log.read_text()[-3000:]
     return f"{server}/{UI_TARGET}"
-
-
-def start_up(
-    cwd: Path, env: dict[str, str], log: IO[bytes], state: Path
-) -> tuple[subprocess.Popen[bytes], int]:
-    """`feedback-ops up` on a free port, and that port once its server listens. The
-    suite's other processes open connections from the same range of ports, so one may
-    take the port between its choice and the server's start: then `up` says so and
-    exits, and is started again on another (three tries)."""
-    for _ in range(3):
-        port = free_port()
-        up = subprocess.Popen(
-            [str(FEEDBACK_OPS), "up", "--port", str(port)],
-            cwd=cwd,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-        def started(up: subprocess.Popen[bytes] = up, port: int = port) -> bool:
-            return up.poll() is not None or port_accepts("127.0.0.1", port)
-
-        wait_until(started, timeout=180, what="the Prefect server of up")
-        if up.poll() is None:
-            return up, port
-        server_log = (state / "prefect-server.log").read_text(errors="replace")
-        assert "already in use" in server_log, (cwd / "up.log").read_text()[-3000:]
-    raise AssertionError("up found its port taken three times in a row")
 
 
 REPLAYED_EVENTS = 101
@@ -202,9 +158,9 @@ def walk_the_replay_approval(
     """In a real browser, as an operator: a `webhook-replay` of more than 100 events
     waits; the operator opens the paused run, reads how many it would send, approves
     with their name, and exactly those reach the gateway, each once."""
-    deployment = _get(client, "/deployments/name/webhook-replay/manual")
+    deployment = api_get(client, "/deployments/name/webhook-replay/manual")
     since = datetime.now(STOCKHOLM) - timedelta(hours=2)
-    created = _call(
+    created = api_call(
         client,
         "POST",
         f"/deployments/{deployment['id']}/create_flow_run",
@@ -213,7 +169,7 @@ def walk_the_replay_approval(
     run_id = created["id"]
 
     def state() -> str:
-        return str(_get(client, f"/flow_runs/{run_id}")["state"]["type"])
+        return str(api_get(client, f"/flow_runs/{run_id}")["state"]["type"])
 
     wait_until(lambda: state() in ("PAUSED", "FAILED", "CRASHED"), timeout=180, what="a pause")
     assert state() == "PAUSED", log.read_text()[-3000:]
@@ -319,7 +275,7 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
                 return answer.status_code == 200
 
             wait_until(served, timeout=180, what="the served database-backup deployment")
-            deployment = _get(client, "/deployments/name/database-backup/daily-0200")
+            deployment = api_get(client, "/deployments/name/database-backup/daily-0200")
             assert deployment["paused"] is False
             assert deployment["entrypoint"] == "flows.database_backup.database_backup"
             assert "Full backup of the platform" in deployment["description"]
@@ -331,7 +287,7 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
             # What the UI lists as upcoming runs: the scheduler's own, at 02:00 Stockholm.
             def scheduled() -> list[dict[str, Any]]:
                 return list(
-                    _call(
+                    api_call(
                         client,
                         "POST",
                         "/flow_runs/filter",
@@ -349,11 +305,13 @@ def test_up_serves_the_backup_deployment_and_stops_cleanly(
                 assert (local.hour, local.minute) in ((2, 0), (3, 0)), local
 
             # The "Run" button: a flow run created from the deployment, picked up by serve.
-            created = _call(client, "POST", f"/deployments/{deployment['id']}/create_flow_run", {})
+            created = api_call(
+                client, "POST", f"/deployments/{deployment['id']}/create_flow_run", {}
+            )
             run_id = created["id"]
 
             def final_state() -> str | None:
-                state_type = _get(client, f"/flow_runs/{run_id}")["state"]["type"]
+                state_type = api_get(client, f"/flow_runs/{run_id}")["state"]["type"]
                 return state_type if state_type in ("COMPLETED", "FAILED", "CRASHED") else None
 
             wait_until(lambda: final_state() is not None, timeout=180, what="the flow run")

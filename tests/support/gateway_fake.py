@@ -219,9 +219,7 @@ class GatewayFake(LoopbackService):
                 return JSONResponse({"error": "type and reason are required"}, 400)
             fake.dr_failovers.append(body)
             fake._dr_asked_at = time.monotonic()
-            return JSONResponse(
-                {"accepted": True, "type": body["type"], "status": "in_progress"}
-            )
+            return JSONResponse({"accepted": True, "type": body["type"], "status": "in_progress"})
 
         @app.get("/admin/disaster-recovery/status")
         async def dr_status() -> dict[str, Any]:

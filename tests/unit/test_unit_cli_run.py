@@ -60,7 +60,8 @@ def test_unknown_flow(run: Callable[..., tuple[int, dict[str, Any]]]) -> None:
         "message": (
             "unknown flow 'nope'; known: alert-acknowledge, alert-escalation, app-config-backup, "
             "backup-report, backup-retention, backup-verify, backups-resync, database-backup, "
-            "database-restore, pos-config-backup, pos-failover, pos-health-sweep, "
+            "database-restore, dr-database-loss, dr-pos-providers-down, dr-regional-failover, "
+            "dr-watchdog, pos-config-backup, pos-failover, pos-health-sweep, "
             "redis-restore, redis-snapshot, webhook-reconciliation, webhook-replay"
         ),
     }
