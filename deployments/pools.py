@@ -64,9 +64,7 @@ def pool_registrations(layout: PoolLayout, image: str | None = None) -> list[Run
             # Started by an event: one registration (twins would make one automation
             # each, and two runs per event), on the standby pool, outside the region
             # the event may be about.
-            runners.append(
-                spec.to_runner(work_pool=layout.standby or layout.primary, image=image)
-            )
+            runners.append(spec.to_runner(work_pool=layout.standby or layout.primary, image=image))
             continue
         runners.append(
             spec.to_runner(

@@ -72,13 +72,6 @@ def maintenance_off(gateway: PlatformGateway, ops_db: PostgresDatabase) -> int:
         return dr_runs.maintenance_closed(engine, url, datetime.now(UTC))
 
 
-@step("read-open-maintenance", limit=QUICK)
-def read_open_maintenance(ops_db: PostgresDatabase) -> list[dict[str, Any]]:
-    """Maintenance that DR runs turned on and did not turn off yet, oldest first."""
-    with opened(ops_db) as engine:
-        return dr_runs.open_maintenance(engine)
-
-
 @step("check-platform-health", limit=QUICK, retry_delays=SWEEP_RETRY_DELAYS)
 def check_platform_health(gateway: PlatformGateway, *, maintenance: bool) -> dict[str, Any]:
     """`GET /health`: the platform answers healthy, with maintenance mode as expected.
