@@ -84,7 +84,7 @@ class DisasterRecovery(Block):
         description="A scratch gateway drills call; empty: a drill skips the gateway calls "
         "and lists them.",
     )
-    auto_proceed_minutes: int = Field(
+    auto_proceed_minutes: float = Field(
         default=0,
         ge=0,
         le=1440,

@@ -14,11 +14,14 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 DEFAULT_PORT = 4200
 STOCKHOLM_NAME = "Europe/Stockholm"
@@ -382,23 +385,32 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 # --- pos status ----------------------------------------------------------------------
 
 
-def cmd_pos_status(args: argparse.Namespace) -> int:
-    """Print each POS provider's state, last check, uptime and merchants at risk, from
-    the ops catalog the environment names (OPS_DATABASE_URL, else DATABASE_URL)."""
+def read_ops_catalog(read: Callable[[Engine], dict[str, Any]]) -> dict[str, Any] | None:
+    """`read(engine)` on the ops catalog the environment names (OPS_DATABASE_URL, else
+    DATABASE_URL); None after saying on stderr why it could not be read."""
     from blocks.catalog import opened
     from blocks.names import OPS_DATABASE_BLOCK
     from blocks.postgres import PostgresDatabase
     from feedback_ops.config import blocks_from_env
     from feedback_ops.errors import OpsError
-    from feedback_ops.pos_status import SLO, status_document, status_rows
 
     try:
         ops_db = blocks_from_env(os.environ)[OPS_DATABASE_BLOCK]
         assert isinstance(ops_db, PostgresDatabase)
         with opened(ops_db) as engine:
-            document = status_document(engine, datetime.now(UTC))
+            return read(engine)
     except OpsError as exc:
         _fail(str(exc))
+        return None
+
+
+def cmd_pos_status(args: argparse.Namespace) -> int:
+    """Print each POS provider's state, last check, uptime and merchants at risk, from
+    the ops catalog alone."""
+    from feedback_ops.pos_status import SLO, status_document, status_rows
+
+    document = read_ops_catalog(lambda engine: status_document(engine, datetime.now(UTC)))
+    if document is None:
         return 1
     if args.json:
         print(json.dumps(document, indent=2, ensure_ascii=False))
@@ -415,22 +427,11 @@ def cmd_pos_status(args: argparse.Namespace) -> int:
 
 
 def cmd_dr_history(args: argparse.Namespace) -> int:
-    """Print the RTO and RPO every DR run and drill achieved, from the ops catalog the
-    environment names (OPS_DATABASE_URL, else DATABASE_URL)."""
-    from blocks.catalog import opened
-    from blocks.names import OPS_DATABASE_BLOCK
-    from blocks.postgres import PostgresDatabase
-    from feedback_ops.config import blocks_from_env
+    """Print the RTO and RPO every DR run and drill achieved, from the ops catalog alone."""
     from feedback_ops.dr_history import history_document, history_rows
-    from feedback_ops.errors import OpsError
 
-    try:
-        ops_db = blocks_from_env(os.environ)[OPS_DATABASE_BLOCK]
-        assert isinstance(ops_db, PostgresDatabase)
-        with opened(ops_db) as engine:
-            document = history_document(engine)
-    except OpsError as exc:
-        _fail(str(exc))
+    document = read_ops_catalog(history_document)
+    if document is None:
         return 1
     if args.json:
         print(json.dumps(document, indent=2, ensure_ascii=False))

@@ -25,7 +25,7 @@ the DNS change, which would move production.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from prefect import flow
 from pydantic import AwareDatetime, Field
@@ -55,8 +55,8 @@ from flows.parameters import ApprovalSeconds, BlockName, Reason
 from policy.disaster_recovery import Mode, Scenario, duration, mode_of
 from tasks.dns import dns_change, point_dns, read_dns_record
 from tasks.gateway import hand_over, read_dr_status, wait_for_dr_status
-from tasks.storage import ensure_backups_in_region, plan_backups_in_region
-from tasks.work_pools import fail_over_work_pools, read_work_pool_layout
+from tasks.storage import RegionCopy, ensure_backups_in_region, plan_backups_in_region
+from tasks.work_pools import PoolLayout, fail_over_work_pools, read_work_pool_layout
 
 Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$", max_length=30)]
 """An AWS region name, e.g. eu-central-1."""
@@ -221,7 +221,7 @@ def dr_regional_failover(
     )
 
 
-def _pool_step(layout: Any, mode: Mode) -> PlannedStep:
+def _pool_step(layout: PoolLayout | None, mode: Mode) -> PlannedStep:
     """The planned move of the schedules, or why there is none."""
     title = "move scheduled work to the standby pool"
     if layout is None:
@@ -244,14 +244,14 @@ def _pool_step(layout: Any, mode: Mode) -> PlannedStep:
     )
 
 
-def _newest_text(data: Any, incident: datetime) -> str:
+def _newest_text(data: RegionCopy | None, incident: datetime) -> str:
     if data is None:
         return "none"
     before = duration(max(0.0, (incident - data.created_at).total_seconds()))
     return f"`{data.backup_id}`, {before} before the incident"
 
 
-def _layout_text(layout: Any) -> str:
+def _layout_text(layout: PoolLayout | None) -> str:
     if layout is None:
         return "none registered (served by `feedback-ops up`)"
     return f"{layout.primary} / {layout.standby or 'no standby'}, {layout.active} active"

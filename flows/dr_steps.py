@@ -24,15 +24,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import Flow as FlowInfo
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.exceptions import MissingContextError
 from prefect.flows import Flow
 from prefect.logging import get_logger
 from prefect.runtime import flow_run as current_run
+from prefect.states import Running
 from pydantic import BaseModel, Field
 
 from blocks import DisasterRecovery, PlatformGateway, PostgresDatabase, load_block
@@ -315,20 +318,31 @@ def approve(
     if plan.mode is Mode.DRILL and triggered_by == SCHEDULED_DRILL:
         return Decision(True, SCHEDULED_DRILL, "not asked")
     automatic = bool(triggered_by) and dr.auto_proceed_minutes > 0
-    wait = dr.auto_proceed_minutes * 60 if automatic else timeout_seconds
+    wait = max(1, round(dr.auto_proceed_minutes * 60)) if automatic else timeout_seconds
     text = plan.markdown(f"Approve {plan.scenario.flow_name}?")
     if automatic:
         text += (
             f"\n\nStarted by {triggered_by}: without an answer this run goes ahead in "
-            f"{dr.auto_proceed_minutes} min (DR_AUTO_PROCEED_MINUTES)."
+            f"{duration(wait)} (DR_AUTO_PROCEED_MINUTES)."
         )
     try:
         answer = wait_for_approval(DrApproval, text, wait, "nothing was changed")
     except OpsError:
+        _running_again()
         if automatic:
-            return Decision(True, f"no answer in {dr.auto_proceed_minutes} min", "auto-proceeded")
+            return Decision(True, f"no answer in {duration(wait)}", "auto-proceeded")
         return Decision(False, f"no answer in {wait} s", "timed out")
     return Decision(answer.approve, answer.decided_by, "approved" if answer.approve else "declined")
+
+
+def _running_again() -> None:
+    """Take the run out of its timed-out pause: Prefect leaves it Paused, and a run that
+    ends while Paused is failed as "never resumed", which an unanswered approval is not."""
+    run_id = current_run.get_id()
+    if run_id is None:
+        return
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(str(run_id)), Running(), force=True)
 
 
 @contextmanager

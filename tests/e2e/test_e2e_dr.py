@@ -29,11 +29,13 @@ import psutil
 import psycopg
 import pytest
 from playwright.sync_api import Page, expect
-from support.browser import browser_page
+from support.browser import browser_page, submit_resume_form
 from support.cli import FEEDBACK_OPS, cli_environment
 from support.gateway_fake import GatewayFake
 from support.net import free_port, wait_until
 from support.up import api_call, api_get, start_up
+
+from flows.database_restore import default_target_name
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dr-database-loss-ui"
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
@@ -148,21 +150,11 @@ def walk_the_drill(client: httpx.Client, port: int, log: Path) -> None:
         page.keyboard.press("Tab")
         page.wait_for_load_state("networkidle")
         shot(page, "4-approval-form")
-        # The form validates against the server before it resumes; under the suite's
-        # load a click during that check has been seen to do nothing. Press again only
-        # while the run still waits: a resume is never sent twice.
-        for _ in range(3):
-            form.get_by_role("button", name="Submit").click()
-            try:
-                expect(form).to_be_hidden(timeout=20_000)
-                break
-            except AssertionError:
-                if run_state(client, run_id) != "PAUSED":
-                    break
-        else:
-            (log.parent / "resume.html").write_text(page.content())
+        try:
+            submit_resume_form(form, lambda: run_state(client, run_id) == "PAUSED")
+        except AssertionError:
             shot(page, "4-approval-form-stuck")
-            raise AssertionError("the Resume form never closed")
+            raise
 
         assert wait_for_state(client, run_id, ("COMPLETED",), log) == "COMPLETED"
         page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle")
@@ -243,15 +235,23 @@ def test_dr_under_up_drill_in_the_ui_watchdog_trigger_and_cancellation(
             os.killpg(up.pid, signal.SIGINT)
             assert up.wait(timeout=90) == 0
         finally:
-            for (name,) in rows(pg_admin_url, "SELECT datname FROM pg_database"):
-                if name.startswith(("restore_", "drill_")):
-                    rows(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_restores_of_this_test(platform_db, pg_admin_url)
             if up.poll() is None:
                 for child in psutil.Process(up.pid).children(recursive=True):
                     child.kill()
                 os.killpg(up.pid, signal.SIGKILL)
                 up.wait()
             log.close()
+
+
+def drop_restores_of_this_test(platform_db: str, admin_url: str) -> None:
+    """Drop what this test's backups were restored into (other tests restore theirs
+    meanwhile, under names of their own backups)."""
+    ids = rows(platform_db, "SELECT id FROM ops.backup_records WHERE kind = 'database'")
+    stems = [default_target_name(backup_id).removeprefix("restore_") for (backup_id,) in ids]
+    for (name,) in rows(admin_url, "SELECT datname FROM pg_database"):
+        if any(stem in name for stem in stems):
+            rows(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def see_the_watchdog_start_a_regional_failover(

@@ -30,7 +30,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Locator, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from support.browser import browser_page
+from support.browser import browser_page, submit_resume_form
 from support.cli import FEEDBACK_OPS, cli_environment
 from support.net import free_port, port_accepts, wait_until
 from support.platform_schema import planned_counts
@@ -194,8 +194,7 @@ def walk_the_replay_approval(
             ).first.fill("Karin Berg")
             page.keyboard.press("Tab")
             page.wait_for_load_state("networkidle")
-            form.get_by_role("button", name="Submit").click()
-            expect(form).to_be_hidden(timeout=patient)  # the resume was accepted
+            submit_resume_form(form, lambda: state() == "PAUSED")  # the resume was accepted
         except (AssertionError, PlaywrightTimeout):
             (log.parent / "resume.html").write_text(page.content())
             raise

@@ -151,13 +151,18 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
     )
     assert deployed.returncode == 0, deployed.stderr
     outcome = json.loads(deployed.stdout)
-    names = [spec.full_name for spec in all_deployments()]
+    # Deployments started by events are registered once, on the standby pool.
+    started_by_events = [s.full_name for s in all_deployments() if s.triggers]
+    names = [s.full_name for s in all_deployments() if not s.triggers]
     assert outcome["pools_created"] == ["ops-primary", "ops-standby"]
-    assert outcome["updated"] == {name: ["work_pool_name"] for name in names}
+    assert outcome["updated"] == {name: ["work_pool_name"] for name in [*names, *started_by_events]}
     assert sorted(outcome["created"]) == sorted(
         [f"{name}-standby" for name in names] + ["work-pool-watch/on-pool-event"]
     )
     registered = deployments_by_name(other_api)  # the second API process sees the same
+    for name in started_by_events:
+        assert registered[name]["work_pool_name"] == "ops-standby"
+        assert as_the_ui_shows(registered[name]) == as_the_ui_shows(served[name]), name
     for name in names:
         assert as_the_ui_shows(registered[name]) == as_the_ui_shows(served[name]), name
         assert registered[name]["work_pool_name"] == "ops-primary"
@@ -175,6 +180,11 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
         "prefect.work-pool.not-ready",
         "prefect.work-pool.ready",
     }
+    dr_automations = sorted(a["name"] for a in automations if a["name"].startswith("dr-watchdog"))
+    assert dr_automations == [
+        "dr-watchdog starts dr-database-loss",
+        "dr-watchdog starts dr-regional-failover",
+    ]
 
     again = feedback_ops(
         "deploy", "--pool", "ops-primary", "--standby-pool", "ops-standby", "--json", **env
@@ -182,7 +192,7 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
     assert again.returncode == 0, again.stderr
     second = json.loads(again.stdout)
     assert (second["created"], second["updated"], second["pools_created"]) == ([], {}, [])
-    assert len(second["unchanged"]) == 2 * len(names) + 1
+    assert len(second["unchanged"]) == 2 * len(names) + len(started_by_events) + 1
     assert {n: d["updated"] for n, d in deployments_by_name(api).items()} == {
         n: d["updated"] for n, d in registered.items()
     }

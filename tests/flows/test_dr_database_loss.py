@@ -32,10 +32,17 @@ def rows(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return list(conn.execute(sql, args).fetchall())
 
 
-def databases(admin_url: str) -> set[str]:
-    """The databases restores and drills make (other tests make theirs meanwhile)."""
+def databases(admin_url: str, backup_id: str) -> set[str]:
+    """The databases restores and drills of this backup made: other tests, in other
+    workers, restore their own backups meanwhile."""
+    stem = default_target_name(backup_id).removeprefix("restore_")
     names = rows(admin_url, "SELECT datname FROM pg_database")
-    return {name for (name,) in names if name.startswith(("restore_", "drill_"))}
+    return {name for (name,) in names if stem in name}
+
+
+def restored_from(setup: dict[str, Any], admin_url: str) -> set[str]:
+    """The databases this test's backup was restored into, drills' included."""
+    return databases(admin_url, setup["backup"].backup_id)
 
 
 @pytest.fixture
@@ -71,14 +78,13 @@ def setup(
         "alert_channels_block": f"{prefix}-alert-channels",
         "dr_block": f"{prefix}-disaster-recovery",
     }
-    before = databases(pg_admin_url)
     backup = database_backup(
         database_block=params["database_block"],
         ops_database_block=params["ops_database_block"],
         storage_block=params["storage_block"],
     )
     yield {"params": params, "ops_url": ops_url, "backup": backup, "platform": platform_db}
-    for name in databases(pg_admin_url) - before:
+    for name in databases(pg_admin_url, backup.backup_id):
         pg.drop_database(pg_admin_url, name)
 
 
@@ -112,13 +118,12 @@ def dr_row(ops_url: str) -> dict[str, Any]:
 def test_a_dry_run_lists_every_call_and_touches_nothing(
     setup: dict[str, Any], gateway: GatewayFake, pg_admin_url: str
 ) -> None:
-    before = databases(pg_admin_url)
     state = dr_database_loss(**setup["params"], backup_id="latest", return_state=True)
 
     assert state.is_completed(), state.message
     result = state.result()
     assert result.outcome == "dry run: nothing was changed" and result.mode == "dry-run"
-    assert gateway.requests("/admin") == [] and databases(pg_admin_url) == before
+    assert gateway.requests("/admin") == [] and restored_from(setup, pg_admin_url) == set()
     row = dr_row(setup["ops_url"])
     assert (row["mode"], row["status"], row["triggered_by"]) == ("dry-run", "planned", "by hand")
     calls = [step["call"] for step in row["plan"]["steps"]]
@@ -217,7 +222,6 @@ def test_an_approved_run_restores_validates_hands_over_and_measures(
 def test_a_declined_run_changes_nothing(
     setup: dict[str, Any], gateway: GatewayFake, pg_admin_url: str
 ) -> None:
-    before = databases(pg_admin_url)
     outcome: dict[str, Any] = {}
     tag = start(setup, outcome, dry_run=False, backup_id="latest")
     resume_flow_run(paused_run(tag).id, run_input={"approve": False, "approved_by": "Erik"})
@@ -225,7 +229,7 @@ def test_a_declined_run_changes_nothing(
 
     assert state.is_completed(), state.message
     assert (state.result().outcome, state.result().decided_by) == ("declined", "Erik")
-    assert gateway.requests("/admin") == [] and databases(pg_admin_url) == before
+    assert gateway.requests("/admin") == [] and restored_from(setup, pg_admin_url) == set()
     row = dr_row(setup["ops_url"])
     assert (row["status"], row["approved_by"]) == ("declined", "Erik (declined)")
 
@@ -275,7 +279,6 @@ def test_a_second_run_beside_the_first_is_refused(
 def test_a_drill_restores_into_a_scratch_database_and_drops_it(
     setup: dict[str, Any], gateway: GatewayFake, save_blocks: Any, pg_admin_url: str
 ) -> None:
-    before = databases(pg_admin_url)
     with GatewayFake() as drill_gateway:
         saved = save_blocks(
             "disaster-recovery",
@@ -300,7 +303,7 @@ def test_a_drill_restores_into_a_scratch_database_and_drops_it(
         assert [kind for kind, _ in drill_gateway.maintenance_log] == ["on", "off"]
         assert drill_gateway.dr_failovers[0]["target_database"].startswith("drill_")
     assert gateway.requests("/admin") == [], "a drill never calls the platform's gateway"
-    assert databases(pg_admin_url) == before, "the drill's database is dropped"
+    assert restored_from(setup, pg_admin_url) == set(), "the drill's database is dropped"
     row = dr_row(setup["ops_url"])
     assert (row["mode"], row["status"]) == ("drill", "completed")
     assert row["rto_seconds"] is not None and row["rto_seconds"] > 0
@@ -343,3 +346,27 @@ def test_dr_history_lists_runs_and_drills_apart(setup: dict[str, Any], feedback_
     assert dry["rto_target_seconds"] == 1800 and dry["rpo_target_seconds"] == 3600
     table = feedback_ops("dr", "history", OPS_DATABASE_URL=setup["ops_url"])
     assert table.returncode == 0 and "Dry runs" in table.stdout and "database-loss" in table.stdout
+
+
+def test_a_watchdog_run_goes_ahead_unanswered_only_when_the_setting_allows(
+    setup: dict[str, Any], gateway: GatewayFake
+) -> None:
+    from blocks.disaster_recovery import DisasterRecovery
+
+    params = setup["params"]
+    DisasterRecovery(auto_proceed_minutes=0.05).save(params["dr_block"], overwrite=True)
+    state = dr_database_loss(
+        **params,
+        dry_run=False,
+        backup_id="latest",
+        triggered_by="dr-watchdog: database-connection-failures",
+        return_state=True,
+    )
+
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert (result.outcome, result.decided_by) == ("completed", "no answer in 3 s")
+    assert [kind for kind, _ in gateway.maintenance_log] == ["on", "off"]
+    row = dr_row(setup["ops_url"])
+    assert row["approved_by"] == "no answer in 3 s (auto-proceeded)"
+    assert row["triggered_by"] == "dr-watchdog: database-connection-failures"

@@ -99,10 +99,9 @@ def test_status_table_has_a_row_per_provider(feedback_ops: RunCli, ops_url: str)
     assert "99.50%" in rows["square"] and "failed over" in rows["shopify"]
 
 
-def test_an_unreachable_catalog_is_one_line(feedback_ops: RunCli) -> None:
-    done = feedback_ops(
-        "pos", "status", OPS_DATABASE_URL="postgresql://ops:secret-pw@127.0.0.1:9/ops"
-    )
+@pytest.mark.parametrize("command", [("pos", "status"), ("dr", "history")])
+def test_an_unreachable_catalog_is_one_line(feedback_ops: RunCli, command: tuple[str, str]) -> None:
+    done = feedback_ops(*command, OPS_DATABASE_URL="postgresql://ops:secret-pw@127.0.0.1:9/ops")
     assert done.returncode == 1
     err = done.stderr.strip()
     assert err.startswith("feedback-ops: ") and "\n" not in err
