@@ -507,6 +507,8 @@ def publish_outcome(record: DrRecord, figures: Achieved, outcome: str, notes: li
         else "not validated"
     )
     extra = "".join(f"\n- {note}" for note in notes)
+    # One line: the UI breaks the paragraph at a newline.
+    started = f"Incident started {plan.incident_started_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
     create_markdown_artifact(
         key=f"dr-{plan.scenario.value}",
         description=f"{plan.scenario.flow_name} ({plan.mode.value}): RTO {rto}, RPO {rpo}",
@@ -519,8 +521,7 @@ def publish_outcome(record: DrRecord, figures: Achieved, outcome: str, notes: li
 | RTO | {rto} | {duration(targets.rto)} | {verdict[figures.rto_met]} |
 | RPO | {rpo} | {duration(targets.rpo)} | {verdict[figures.rpo_met]} |
 
-Incident started {plan.incident_started_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC; service
-validated {validated}; recovery point {point}.{extra}
+{started}; service validated {validated}; recovery point {point}.{extra}
 
 | step | outcome | took | note |
 |---|---|---|---|

@@ -17,7 +17,7 @@ import pytest
 from prefect import tags
 from prefect.flow_runs import resume_flow_run
 from support import pg
-from support.gateway_fake import GatewayFake
+from support.gateway_fake import ADMIN_TOKEN, GatewayFake
 from support.pgcompare import fingerprint
 from support.prefect_runs import approval_form, paused_run
 
@@ -355,10 +355,13 @@ def test_a_watchdog_run_goes_ahead_unanswered_only_when_the_setting_allows(
 
     params = setup["params"]
     DisasterRecovery(auto_proceed_minutes=0.05).save(params["dr_block"], overwrite=True)
+    # The incident began 40 minutes ago: the RTO of 30 minutes is missed.
+    incident = datetime.now(UTC) - timedelta(minutes=40)
     state = dr_database_loss(
         **params,
         dry_run=False,
         backup_id="latest",
+        incident_started_at=incident,
         triggered_by="dr-watchdog: database-connection-failures",
         return_state=True,
     )
@@ -370,3 +373,35 @@ def test_a_watchdog_run_goes_ahead_unanswered_only_when_the_setting_allows(
     row = dr_row(setup["ops_url"])
     assert row["approved_by"] == "no answer in 3 s (auto-proceeded)"
     assert row["triggered_by"] == "dr-watchdog: database-connection-failures"
+    assert (result.rto_met, result.rpo_met) == (False, True)
+    assert 40 * 60 <= row["rto_seconds"] < 45 * 60
+    [(severity, summary)] = rows(
+        setup["ops_url"],
+        "SELECT severity, summary FROM ops.alerts WHERE name = 'dr-objective-missed'",
+    )
+    assert severity == "critical"
+    assert summary.startswith("dr-database-loss (real) missed its objectives: RTO 40 min")
+    assert summary.endswith("> 30 min")
+
+
+def test_maintenance_that_cannot_be_turned_off_is_a_critical_alert_naming_the_command(
+    setup: dict[str, Any], gateway: GatewayFake
+) -> None:
+    gateway.fail("POST", "/admin/disaster-recovery/failover", status=409)
+    gateway.fail("DELETE", "/admin/maintenance", status=403, times=20)
+    outcome: dict[str, Any] = {}
+    tag = start(setup, outcome, dry_run=False, backup_id="latest")
+    resume_flow_run(paused_run(tag).id, run_input={"approve": True})
+    state = finished(outcome)
+
+    assert state.is_failed()
+    assert gateway.maintenance is not None, "the gateway refused to end it"
+    [(severity, summary)] = rows(
+        setup["ops_url"],
+        "SELECT severity, summary FROM ops.alerts WHERE name = 'dr-maintenance-still-on'",
+    )
+    assert severity == "critical"
+    assert f'curl -X DELETE "{gateway.url}/admin/maintenance"' in summary
+    assert "Bearer $ADMIN_TOKEN" in summary and ADMIN_TOKEN not in summary
+    [(error,)] = rows(setup["ops_url"], "SELECT off_error FROM ops.dr_maintenance")
+    assert "403" in error
