@@ -3,8 +3,10 @@
 One module or package per system: `postgres`, `catalog` (the ops catalog in
 PostgreSQL), `redis`, `storage`, `channels` (Slack, email, PagerDuty, SMS), `pos`
 (Square, Shopify, Zettle), `gateway` (the platform's API gateway), `encryption`
-(the configuration backup key) and `metrics` (the Prometheus Pushgateway). A block
-imports only `policy` and the errors module, never tasks or flows.
+(the configuration backup key), `metrics` (the Prometheus Pushgateway), `work_pools`
+(the standby's failover policy) and `disaster_recovery` (the backup region, its bucket
+and DNS). A block imports other blocks, `policy` and the errors module, never tasks or
+flows.
 """
 
 from collections.abc import Iterator, Mapping
