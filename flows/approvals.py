@@ -5,10 +5,14 @@ through the API's `resume_flow_run` with the same input)."""
 from __future__ import annotations
 
 from typing import TypeVar
+from uuid import UUID
 
 from prefect import pause_flow_run
+from prefect.client.orchestration import get_client
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
+from prefect.runtime import flow_run
+from prefect.states import Running
 from pydantic import Field
 
 from feedback_ops.errors import OpsError
@@ -53,4 +57,15 @@ def wait_for_approval(form: type[A], plan: str, timeout: int, unless: str) -> A:
             poll_interval=APPROVAL_POLL_SECONDS,
         )
     except FlowPauseTimeout:
+        _running_again()
         raise OpsError(f"no approval within {timeout} s: {unless}") from None
+
+
+def _running_again() -> None:
+    """Take the run out of its timed-out pause: Prefect leaves it Paused, and a run that
+    ends while Paused is failed as "never resumed", whatever it did after the timeout."""
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(str(run_id)), Running(), force=True)

@@ -27,7 +27,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import AwareDatetime
 
@@ -54,7 +54,6 @@ from flows.dr_steps import (
     incident_start,
     maintenance_mode,
     run_plan,
-    titled,
 )
 from flows.parameters import ApprovalSeconds, BlockName, DatabaseName, DrBackupId, Reason
 from policy.disaster_recovery import Mode, Scenario, duration, mode_of
@@ -185,21 +184,13 @@ def dr_database_loss(
                 drop_scratch_database(server, name)
         return notes
 
-    outcome = run_plan(
+    return run_plan(
         plan,
         blocks,
         triggered_by=triggered_by,
         approval_timeout_seconds=approval_timeout_seconds,
         act=act,
     )
-    get_run_logger().info(
-        "dr-database-loss %s: %s (RTO %s, RPO %s)",
-        mode.value,
-        outcome.outcome,
-        "-" if outcome.rto_seconds is None else duration(outcome.rto_seconds),
-        "-" if outcome.rpo_seconds is None else duration(outcome.rpo_seconds),
-    )
-    return outcome
 
 
 def _chosen_manifest(blocks: DrBlocks, store: Any, backup_id: str) -> dict[str, Any]:
@@ -262,14 +253,12 @@ def _plan(
         "reason": reason,
     }
     steps: list[PlannedStep] = [
-        titled(
+        gateway_call(
             "maintenance mode on",
-            gateway_call(
-                gateway,
-                "POST",
-                "/admin/maintenance",
-                {"reason": reason, "estimated_duration": ESTIMATED_DURATION},
-            ),
+            gateway,
+            "POST",
+            "/admin/maintenance",
+            {"reason": reason, "estimated_duration": ESTIMATED_DURATION},
         ),
         PlannedStep(
             title="restore",
@@ -282,13 +271,16 @@ def _plan(
             "SELECT COUNT(*) FROM businesses; businesses.org_number check digits; "
             "orphaned foreign keys",
         ),
-        titled("check the gateway's health", gateway_call(gateway, "GET", "/health")),
-        titled(
+        gateway_call("check the gateway's health", gateway, "GET", "/health"),
+        gateway_call(
             "hand over to the restored database",
-            gateway_call(gateway, "POST", "/admin/disaster-recovery/failover", hand_over_body),
+            gateway,
+            "POST",
+            "/admin/disaster-recovery/failover",
+            hand_over_body,
         ),
-        titled("maintenance mode off", gateway_call(gateway, "DELETE", "/admin/maintenance")),
-        titled("validate service", gateway_call(gateway, "GET", "/health")),
+        gateway_call("maintenance mode off", gateway, "DELETE", "/admin/maintenance"),
+        gateway_call("validate service", gateway, "GET", "/health"),
     ]
     if mode is Mode.DRILL:
         steps.append(PlannedStep(title="drop the drill's database", call=f"DROP DATABASE {target}"))

@@ -75,7 +75,6 @@ from flows.dr_steps import (
     gateway_call,
     incident_start,
     run_plan,
-    titled,
 )
 from flows.locks import system_lock
 from flows.parameters import ApprovalSeconds, BlockName, Reason
@@ -247,14 +246,6 @@ def dr_pos_providers_down(
         approval_timeout_seconds=approval_timeout_seconds,
         act=act,
     )
-    get_run_logger().info(
-        "%s %s: %s (RTO %s, RPO %s)",
-        FLOW,
-        mode.value,
-        outcome.outcome,
-        "-" if outcome.rto_seconds is None else duration(outcome.rto_seconds),
-        "-" if outcome.rpo_seconds is None else duration(outcome.rpo_seconds),
-    )
     return outcome.model_copy(update={"details": outcome.details | _result(plan, tally)})
 
 
@@ -410,11 +401,15 @@ def _plan(
     steps: list[PlannedStep] = []
     for provider in providers:
         call = gateway_call(
-            gateway, "POST", "/admin/pos/failover", {"provider": provider, "reason": reason}
+            f"fail over {provider}",
+            gateway,
+            "POST",
+            "/admin/pos/failover",
+            {"provider": provider, "reason": reason},
         )
         if provider in on_secondary:
             call = call.model_copy(update={"skipped": "already on its secondary endpoint"})
-        steps.append(titled(f"fail over {provider}", call))
+        steps.append(call)
     response = route(Severity.CRITICAL, now).plan
     chain = " → ".join(response.escalation) or "the on-call engineer"
     steps.append(
@@ -425,14 +420,14 @@ def _plan(
         )
     )
     if gateway is None:
-        validate = gateway_call(None, "GET", "/pos/health/{provider}")
+        validate = gateway_call("validate service", None, "GET", "/pos/health/{provider}")
     else:
         validate = PlannedStep(
-            title="",
+            title="validate service",
             call="; ".join(f"GET {gateway.base_url()}/pos/health/{p}" for p in providers)
             + ": each healthy on its secondary endpoint",
         )
-    steps.append(titled("validate service", validate))
+    steps.append(validate)
     to_tell = [b for b in businesses if b.email]
     steps.append(email_step(mode, channels, len(to_tell)))
 

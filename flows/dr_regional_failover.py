@@ -49,7 +49,6 @@ from flows.dr_steps import (
     gateway_call,
     incident_start,
     run_plan,
-    titled,
 )
 from flows.parameters import ApprovalSeconds, BlockName, Reason
 from policy.disaster_recovery import Mode, Scenario, duration, mode_of
@@ -126,9 +125,12 @@ def dr_regional_failover(
     data = next((c for c in copies.copies if c.kind == "database"), None)
 
     steps = [
-        titled(
+        gateway_call(
             "activate the backup region",
-            gateway_call(gateway, "POST", "/admin/disaster-recovery/failover", failover_body),
+            gateway,
+            "POST",
+            "/admin/disaster-recovery/failover",
+            failover_body,
         ),
         PlannedStep(
             title="backups in the backup region",
@@ -143,10 +145,7 @@ def dr_regional_failover(
             f"TTL {dr.dns_ttl_seconds}",
             skipped="a drill never moves the platform's DNS" if mode is Mode.DRILL else None,
         ),
-        titled(
-            "service restored",
-            gateway_call(gateway, "GET", "/admin/disaster-recovery/status"),
-        ),
+        gateway_call("service restored", gateway, "GET", "/admin/disaster-recovery/status"),
     ]
     plan = DrPlan(
         scenario=Scenario.REGIONAL_FAILOVER,

@@ -24,18 +24,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import Flow as FlowInfo
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.exceptions import MissingContextError
 from prefect.flows import Flow
 from prefect.logging import get_logger
 from prefect.runtime import flow_run as current_run
-from prefect.states import Running
 from pydantic import BaseModel, Field
 
 from blocks import DisasterRecovery, PlatformGateway, PostgresDatabase, load_block
@@ -191,23 +188,23 @@ def incident_start(given: datetime | None, now: datetime) -> datetime:
     return given
 
 
+NO_DRILL_GATEWAY = "a drill without DR_DRILL_GATEWAY_URL never calls the platform's gateway"
+
+
 def gateway_call(
-    gateway: PlatformGateway | None, method: str, path: str, body: dict[str, Any] | None = None
+    title: str,
+    gateway: PlatformGateway | None,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
 ) -> PlannedStep:
     """The planned call to a gateway, skipped in a drill that has no drill gateway."""
     shown = f" {json.dumps(body, ensure_ascii=False)}" if body is not None else ""
     if gateway is None:
         return PlannedStep(
-            title="",
-            call=f"{method} <gateway>{path}{shown}",
-            skipped="a drill without DR_DRILL_GATEWAY_URL never calls the platform's gateway",
+            title=title, call=f"{method} <gateway>{path}{shown}", skipped=NO_DRILL_GATEWAY
         )
-    return PlannedStep(title="", call=f"{method} {gateway.base_url()}{path}{shown}")
-
-
-def titled(title: str, planned: PlannedStep) -> PlannedStep:
-    """The same planned step under a title."""
-    return planned.model_copy(update={"title": title})
+    return PlannedStep(title=title, call=f"{method} {gateway.base_url()}{path}{shown}")
 
 
 class DrRecord:
@@ -244,9 +241,9 @@ class DrRecord:
     @contextmanager
     def step(self, title: str) -> Iterator[None]:
         """Time one step of the plan and record how it ended."""
-        entry: dict[str, Any] = {"step": title, "started_at": datetime.now(UTC).isoformat()}
-        self.steps.append(entry)
         started = datetime.now(UTC)
+        entry: dict[str, Any] = {"step": title, "started_at": started.isoformat()}
+        self.steps.append(entry)
         try:
             yield
         except BaseException as exc:
@@ -328,21 +325,10 @@ def approve(
     try:
         answer = wait_for_approval(DrApproval, text, wait, "nothing was changed")
     except OpsError:
-        _running_again()
         if automatic:
             return Decision(True, f"no answer in {duration(wait)}", "auto-proceeded")
         return Decision(False, f"no answer in {wait} s", "timed out")
     return Decision(answer.approve, answer.decided_by, "approved" if answer.approve else "declined")
-
-
-def _running_again() -> None:
-    """Take the run out of its timed-out pause: Prefect leaves it Paused, and a run that
-    ends while Paused is failed as "never resumed", which an unanswered approval is not."""
-    run_id = current_run.get_id()
-    if run_id is None:
-        return
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(UUID(str(run_id)), Running(), force=True)
 
 
 @contextmanager
@@ -565,6 +551,25 @@ def run_plan(
         OpsError: another run of the scenario is under way, or a step failed (the run's
             record then says failed, with the figures so far).
     """
+    outcome = _carry_out(plan, blocks, triggered_by, approval_timeout_seconds, act)
+    get_run_logger().info(
+        "%s %s: %s (RTO %s, RPO %s)",
+        plan.scenario.flow_name,
+        plan.mode.value,
+        outcome.outcome,
+        "-" if outcome.rto_seconds is None else duration(outcome.rto_seconds),
+        "-" if outcome.rpo_seconds is None else duration(outcome.rpo_seconds),
+    )
+    return outcome
+
+
+def _carry_out(
+    plan: DrPlan,
+    blocks: DrBlocks,
+    triggered_by: str,
+    approval_timeout_seconds: int,
+    act: Callable[[DrRecord], list[str]],
+) -> DrOutcome:
     if plan.mode is Mode.DRY_RUN:
         record = DrRecord(plan, blocks, triggered_by)
         publish_checklist(plan)

@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +29,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Page, expect
 from support.browser import browser_page, submit_resume_form
-from support.cli import FEEDBACK_OPS, cli_environment
+from support.cli import RunCli, cli_environment
 from support.gateway_fake import GatewayFake
 from support.net import free_port, wait_until
 from support.up import api_call, api_get, start_up
@@ -40,13 +39,6 @@ from flows.database_restore import default_target_name
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dr-database-loss-ui"
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 PATIENT = 60_000  # ms: the UI checks its forms with a server that is busy with the suite
-
-
-def cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(FEEDBACK_OPS), *args], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=300, check=False,
-    )  # fmt: skip
 
 
 def rows(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -184,7 +176,12 @@ def walk_the_drill(client: httpx.Client, port: int, log: Path) -> None:
 @pytest.mark.e2e
 @pytest.mark.timeout(600)
 def test_dr_under_up_drill_in_the_ui_watchdog_trigger_and_cancellation(
-    platform_db: str, tmp_path: Path, s3_endpoint: str, zone: tuple[str, str], pg_admin_url: str
+    platform_db: str,
+    tmp_path: Path,
+    s3_endpoint: str,
+    zone: tuple[str, str],
+    pg_admin_url: str,
+    feedback_ops: RunCli,
 ) -> None:
     state = tmp_path / "state"
     with GatewayFake() as gateway, GatewayFake() as drill_gateway:
@@ -204,9 +201,9 @@ def test_dr_under_up_drill_in_the_ui_watchdog_trigger_and_cancellation(
             AWS_SECRET_ACCESS_KEY=os.environ["AWS_SECRET_ACCESS_KEY"],
             **gateway.env(),
         )
-        synced = cli(tmp_path, configured, "config", "sync")
+        synced = feedback_ops("config", "sync", **configured)
         assert "disaster-recovery: created\n" in synced.stdout, synced.stdout + synced.stderr
-        backed_up = cli(tmp_path, configured, "run", "database-backup", "--json")
+        backed_up = feedback_ops("run", "database-backup", "--json", **configured)
         assert json.loads(backed_up.stdout)["state"] == "Completed", backed_up.stderr[-3000:]
 
         env = configured | {
