@@ -28,7 +28,7 @@ import psutil
 import psycopg
 import pytest
 from playwright.sync_api import Page, expect
-from support.browser import browser_page, submit_resume_form
+from support.browser import browser_page, press_until, submit_resume_form
 from support.cli import RunCli, cli_environment
 from support.gateway_fake import GatewayFake
 from support.net import free_port, wait_until
@@ -117,7 +117,13 @@ def walk_the_drill(client: httpx.Client, port: int, log: Path) -> None:
         page.keyboard.press("Tab")
         page.wait_for_load_state("networkidle")
         shot(page, "1-run-form-filled")
-        page.get_by_role("button", name="Submit").click()
+        press_until(
+            page.get_by_role("button", name="Submit"),
+            lambda: page.wait_for_url(lambda url: "tab=Runs" in url, timeout=20_000),
+            lambda: runs_of(client, "dr-database-loss/manual") == [],
+            "the run form",
+        )
+        # A run was created: the form hands over to the deployment's runs.
         page.wait_for_url(lambda url: "tab=Runs" in url, timeout=PATIENT)
         shot(page, "2-run-started")
 

@@ -30,7 +30,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Locator, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from support.browser import browser_page, submit_resume_form
+from support.browser import browser_page, press_until, submit_resume_form
 from support.cli import FEEDBACK_OPS, cli_environment
 from support.net import free_port, port_accepts, wait_until
 from support.platform_schema import planned_counts
@@ -103,12 +103,16 @@ def walk_the_restore_form(client: httpx.Client, port: int, log: Path, server: st
         settle()
         name = page.locator(".schema-form-property, .p-label", has_text="Run Name")
         run_name = name.locator("input").first.input_value()
-        page.get_by_role("button", name="Submit").click()
+        runs_page = re.compile(r"/deployments/deployment/[0-9a-f-]{36}\?tab=Runs$")
+        press_until(
+            page.get_by_role("button", name="Submit"),
+            lambda: page.wait_for_url(runs_page, timeout=20_000),
+            lambda: api_call(client, "POST", "/flow_runs/count", runs) == 0,
+            "the restore's run form",
+        )
         # The form hands over to the deployment's runs, where the new run is listed.
         try:
-            page.wait_for_url(
-                re.compile(r"/deployments/deployment/[0-9a-f-]{36}\?tab=Runs$"), timeout=60_000
-            )
+            page.wait_for_url(runs_page, timeout=60_000)
         except PlaywrightTimeout:
             toasts = page.locator(".p-toast").all_inner_texts()
             raise AssertionError(

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from playwright.sync_api import Locator, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 # This machine's network is closed: without these, Chromium's background requests to
 # Google's hosts are refused, many at a time, at every start.
@@ -35,22 +36,41 @@ def browser_page(width: int = 1400, height: int = 1800) -> Iterator[Page]:
             browser.close()
 
 
-def submit_resume_form(form: Locator, still_paused: Callable[[], bool], tries: int = 3) -> None:
-    """Press the Resume form's Submit until the form closes.
+def press_until(
+    button: Locator,
+    done: Callable[[], object],
+    not_yet_sent: Callable[[], bool],
+    what: str,
+    tries: int = 3,
+) -> None:
+    """Press a form's Submit until `done()` returns (it waits, and raises when it
+    gives up).
 
-    The form validates its input against the server before it resumes the run; under
-    the suite's load a press during that check has been seen to do nothing. It is
-    pressed again only while the run still waits, so a resume is never sent twice.
+    A Prefect form validates its input against the server before it sends it; under
+    the suite's load a press during that check has been seen to do nothing. The button
+    is pressed again only while `not_yet_sent()`: what the form sends is never sent
+    twice.
 
     Raises:
-        AssertionError: the form stayed open though the run still waited.
+        AssertionError: `done()` never returned though nothing was sent.
     """
     for _ in range(tries):
-        form.get_by_role("button", name="Submit").click()
+        button.click()
         try:
-            expect(form).to_be_hidden(timeout=20_000)
+            done()
             return
-        except AssertionError:
-            if not still_paused():
+        except (AssertionError, PlaywrightTimeout):
+            if not not_yet_sent():
                 return
-    raise AssertionError("the Resume form never closed and the run still waits")
+    raise AssertionError(f"{what}: Submit was pressed {tries} times and nothing was sent")
+
+
+def submit_resume_form(form: Locator, still_paused: Callable[[], bool]) -> None:
+    """Press the Resume form's Submit until the form closes, again only while the run
+    still waits (see `press_until`)."""
+    press_until(
+        form.get_by_role("button", name="Submit"),
+        lambda: expect(form).to_be_hidden(timeout=20_000),
+        still_paused,
+        "the Resume form",
+    )
