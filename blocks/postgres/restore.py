@@ -44,10 +44,17 @@ class RestoreDrill:
     row_counts: dict[str, int]
 
 
+def scratch_label(label: str) -> str:
+    """The part of a scratch database's name that comes from its backup id."""
+    return label[:44].lower().replace("-", "_")
+
+
 @contextmanager
 def scratch_database(server: PostgresDatabase, label: str) -> Iterator[PostgresDatabase]:
-    """A new empty database on `server`, dropped (with its connections) on leaving."""
-    name = f"fo_scratch_{label[:24].lower().replace('-', '_')}_{secrets.token_hex(3)}"
+    """A new empty database on `server`, dropped (with its connections) on leaving.
+    Its name carries the whole `label` (a backup id) so two drills of backups taken in
+    the same second are told apart; PostgreSQL's limit is 63 bytes."""
+    name = f"fo_scratch_{scratch_label(label)}_{secrets.token_hex(3)}"
     admin = connect(server, autocommit=True)
     try:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

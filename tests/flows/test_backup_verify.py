@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from support import s3
 
+from blocks.postgres.restore import scratch_label
 from flows.backup_verify import RTO_SECONDS, backup_verify
 from flows.database_backup import database_backup
 from policy import route
@@ -21,10 +22,12 @@ def failure_of(state: Any) -> str:
     return str(state.result(raise_on_failure=False))
 
 
-def scratch_databases(admin_url: str) -> list[str]:
+def scratch_databases(admin_url: str, backup_id: str) -> list[str]:
+    """The scratch databases left of `backup_id`'s drills; other workers' are not ours."""
     with psycopg.connect(admin_url) as conn:
         rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'fo_scratch_%'"
+            "SELECT datname FROM pg_database WHERE datname LIKE %s",
+            (f"fo_scratch_{scratch_label(backup_id)}_%",),
         ).fetchall()
     return [r[0] for r in rows]
 
@@ -58,7 +61,7 @@ def test_latest_backup_restores_with_the_manifests_counts(
     assert result.rows == sum(manifest["tables"].values())
     assert 0 < result.restore_seconds < RTO_SECONDS and result.within_rto
     assert verification(platform_db, backup.backup_id) == ("passed", True, True, None)
-    assert scratch_databases(pg_admin_url) == []
+    assert scratch_databases(pg_admin_url, backup.backup_id) == []
 
 
 def test_a_flipped_byte_fails_verification_and_raises_an_alert(
@@ -107,7 +110,7 @@ def test_row_counts_that_differ_from_the_manifest_fail(
         f"backup {backup.backup_id} restored with different row counts: "
         f"public.feedback: {feedback - 1} rows restored, manifest says {feedback}"
     )
-    assert scratch_databases(pg_admin_url) == []
+    assert scratch_databases(pg_admin_url, backup.backup_id) == []
 
 
 def test_verifies_from_storage_alone_when_the_catalog_is_gone(
@@ -143,4 +146,4 @@ def test_verifies_a_backup_stored_in_s3(
     assert (result.backup_id, result.sha256) == (backup.backup_id, backup.sha256)
     client = s3.s3_client(s3_endpoint)
     assert client.list_objects_v2(Bucket=s3_bucket)["KeyCount"] == 2  # nothing left behind
-    assert scratch_databases(pg_admin_url) == []
+    assert scratch_databases(pg_admin_url, backup.backup_id) == []
