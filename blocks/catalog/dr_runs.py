@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import ColumnElement, Engine, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from blocks.catalog.schema import dr_maintenance, dr_runs
@@ -40,12 +40,23 @@ def save_run(engine: Engine, row: dict[str, Any]) -> None:
 
 def close_run(engine: Engine, flow_run_id: str, *, status: str, at: datetime, error: str) -> bool:
     """End a run's row that is not finished yet (a hook after a cancellation or a crash);
-    returns whether there was one to end."""
+    returns whether there was one to end.
+
+    A cancellation also replaces `failed`, keeping the first end's time: Prefect tells a
+    run's process of its cancellation only best-effort, so the runner's kill can reach
+    it as a crash (its own hook, or a step, records `failed`), and the serving process's
+    hook, which knows the run was cancelled, comes after.
+    """
+    endable: ColumnElement[bool] = dr_runs.c.status.not_in(FINISHED)
+    if status == "cancelled":
+        endable = or_(endable, dr_runs.c.status == "failed")
     with engine.begin() as conn:
         result = conn.execute(
             update(dr_runs)
-            .where(dr_runs.c.flow_run_id == flow_run_id, dr_runs.c.status.not_in(FINISHED))
-            .values(status=status, finished_at=at, error=error)
+            .where(dr_runs.c.flow_run_id == flow_run_id, endable)
+            .values(
+                status=status, finished_at=func.coalesce(dr_runs.c.finished_at, at), error=error
+            )
         )
     return bool(result.rowcount)
 

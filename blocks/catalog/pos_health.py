@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, Integer, delete, func, insert, select, tuple_
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from blocks.catalog.schema import pos_endpoint_states, pos_failovers, pos_health_checks
@@ -172,7 +173,7 @@ def last_moves(engine: Engine) -> dict[str, dict[str, Any]]:
     table = pos_failovers
     latest = (
         select(table)
-        .distinct(table.c.provider)
+        .ext(distinct_on(table.c.provider))
         .order_by(table.c.provider, table.c.at.desc(), table.c.id.desc())
     )
     with engine.connect() as conn:
@@ -184,7 +185,7 @@ def last_checks(engine: Engine) -> dict[tuple[str, str], dict[str, Any]]:
     table = pos_health_checks
     newest = (
         select(table)
-        .distinct(table.c.provider, table.c.target)
+        .ext(distinct_on(table.c.provider, table.c.target))
         .order_by(table.c.provider, table.c.target, table.c.checked_at.desc(), table.c.id.desc())
     )
     with engine.connect() as conn:

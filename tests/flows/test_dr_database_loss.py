@@ -15,16 +15,22 @@ from typing import Any
 import psycopg
 import pytest
 from prefect import tags
+from prefect.client.schemas.objects import FlowRun
 from prefect.flow_runs import resume_flow_run
+from prefect.states import Cancelled, Crashed
 from support import pg
 from support.gateway_fake import ADMIN_TOKEN, GatewayFake
 from support.pgcompare import fingerprint
 from support.prefect_runs import approval_form, paused_run
 
+from blocks.catalog import dr_runs as catalog
+from blocks.catalog import opened
 from flows.backup_verify import backup_verify
 from flows.database_backup import database_backup
 from flows.database_restore import default_target_name
 from flows.dr_database_loss import dr_database_loss
+from flows.dr_steps import DrBlocks, release_maintenance
+from tasks.gateway import maintenance_on
 
 
 def rows(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -405,3 +411,55 @@ def test_maintenance_that_cannot_be_turned_off_is_a_critical_alert_naming_the_co
     assert "Bearer $ADMIN_TOKEN" in summary and ADMIN_TOKEN not in summary
     [(error,)] = rows(setup["ops_url"], "SELECT off_error FROM ops.dr_maintenance")
     assert "403" in error
+
+
+def test_a_cancelled_run_whose_process_saw_a_crash_first_ends_cancelled(
+    setup: dict[str, Any], gateway: GatewayFake
+) -> None:
+    """Prefect tells a run's process of its cancellation only best-effort: the runner's
+    kill can reach it as a crash, so its own hook runs first with a Crashed state, and
+    the serving process's hook later with the Cancelled one. Maintenance mode goes off
+    once, and the record ends as the run did."""
+    params = setup["params"]
+    blocks = DrBlocks.load(
+        params["gateway_block"],
+        params["ops_database_block"],
+        params["alert_channels_block"],
+        params["dr_block"],
+    )
+    run = FlowRun(id=uuid.uuid4(), flow_id=uuid.uuid4(), parameters=params)
+    started = datetime.now(UTC)
+    with opened(blocks.ops_db) as engine:
+        catalog.save_run(
+            engine,
+            {
+                "flow_run_id": str(run.id),
+                "scenario": "database-loss",
+                "mode": "real",
+                "status": "running",
+                "triggered_by": "by hand",
+                "incident_started_at": started,
+                "started_at": started,
+                "rto_target_seconds": 1800.0,
+                "rpo_target_seconds": 3600.0,
+            },
+        )
+    maintenance_on.fn(
+        blocks.gateway,
+        blocks.ops_db,
+        flow_run_id=str(run.id),
+        reason="database_recovery",
+        estimated_duration="30min",
+    )
+
+    release_maintenance(dr_database_loss, run, Crashed(message="terminated by SIGTERM"))
+    crashed = dr_row(setup["ops_url"])
+    release_maintenance(dr_database_loss, run, Cancelled(message="cancelled from the UI"))
+
+    assert [kind for kind, _ in gateway.maintenance_log] == ["on", "off"]
+    row = dr_row(setup["ops_url"])
+    assert (crashed["status"], row["status"]) == ("failed", "cancelled")
+    assert row["finished_at"] == crashed["finished_at"]
+    assert row["error"] == "cancelled from the UI"
+    release_maintenance(dr_database_loss, run, Crashed(message="late"))
+    assert dr_row(setup["ops_url"])["status"] == "cancelled", "a crash never replaces it"
