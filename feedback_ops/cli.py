@@ -592,10 +592,14 @@ def cmd_pool_failover(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.__dict__))
         return 0
+    where = (
+        f"scheduled work runs on {report.to_pool} (it was already the active side)"
+        if report.already_active
+        else f"scheduled work now runs on {report.to_pool} (was {report.from_pool})"
+    )
     print(
-        f"scheduled work now runs on {report.to_pool} (was {report.from_pool}): "
-        f"{report.deployments} deployments, {report.schedules_activated} schedules turned on "
-        f"there, {report.schedules_deactivated} turned off on {report.from_pool}, "
+        f"{where}: {report.deployments} deployments, {report.schedules_activated} schedules "
+        f"turned on there, {report.schedules_deactivated} turned off on {report.from_pool}, "
         f"{len(report.moved_runs)} waiting runs moved"
     )
     return 0

@@ -10,6 +10,7 @@ write, so bad input leaves nothing half-registered.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import urllib.error
@@ -50,6 +51,7 @@ def prefect_api() -> str:
     try:
         with urllib.request.urlopen(f"{api.rstrip('/')}/health", timeout=5) as answer:
             if answer.status == 200:
+                _check_credentials(api)
                 return api
             reason = f"HTTP {answer.status}"
     except urllib.error.HTTPError as exc:
@@ -57,6 +59,27 @@ def prefect_api() -> str:
     except (OSError, ValueError) as exc:
         reason = str(getattr(exc, "reason", None) or exc)
     raise OpsError(f"the Prefect API at {api} does not answer ({reason}); is the server up?")
+
+
+def _check_credentials(api: str) -> None:
+    """Ask the API something only a signed-in client may: a server with an auth string
+    answers `/health` to anyone, so a wrong PREFECT_API_AUTH_STRING would otherwise show
+    first as a 401 in the middle of the registration."""
+    request = urllib.request.Request(f"{api.rstrip('/')}/admin/version")
+    if auth := os.environ.get("PREFECT_API_AUTH_STRING", ""):
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    elif key := os.environ.get("PREFECT_API_KEY", ""):
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        urllib.request.urlopen(request, timeout=5).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            said = "refuses PREFECT_API_AUTH_STRING's credentials" if auth else "asks who you are"
+            raise OpsError(
+                f"the Prefect API at {api} {said} (HTTP {exc.code}): set "
+                "PREFECT_API_AUTH_STRING to the user:password of the server's "
+                "PREFECT_SERVER_API_AUTH_STRING"
+            ) from None
 
 
 @dataclass

@@ -132,6 +132,8 @@ class SwapReport:
     schedules_deactivated: int = 0
     moved_runs: list[str] = field(default_factory=list)
     """Ids of the new side's runs that took over the old side's waiting runs."""
+    already_active: bool = False
+    """`to` was the active side before: a repeat, or the end of a swap that stopped."""
 
 
 def swap_active_pool(to: Side, *, force: bool = False) -> SwapReport:
@@ -159,7 +161,9 @@ def swap_active_pool(to: Side, *, force: bool = False) -> SwapReport:
         if not force:
             _require_ready(client, to_pool)
         save_layout(client, replace(layout, active=to))
-        report = SwapReport(from_pool=from_pool, to_pool=to_pool)
+        report = SwapReport(
+            from_pool=from_pool, to_pool=to_pool, already_active=layout.active == to
+        )
         pairs = twin_pairs(client, layout)
         twins: dict[UUID, DeploymentResponse] = {}  # the new side's twin by old side's id
         for primary, standby in pairs:

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 from support.cli import RunCli
 from support.net import wait_until
-from support.prefect_stack import PREFECT, PrefectStack, prefect_stack
+from support.prefect_stack import AUTH, PREFECT, PrefectStack, prefect_stack
 from support.receivers import HttpRecorder
 from support.redis_server import redis_server
 
@@ -48,14 +48,18 @@ def stack(tmp_path: Path, db_factory: Any) -> Iterator[PrefectStack]:
         yield running
 
 
+USER, PASSWORD = AUTH.split(":", 1)
+SIGNED_IN = (USER, PASSWORD)
+
+
 def api_get(api: str, path: str) -> Any:
-    answer = httpx.get(f"{api}{path}", timeout=10)
+    answer = httpx.get(f"{api}{path}", auth=SIGNED_IN, timeout=10)
     answer.raise_for_status()
     return answer.json()
 
 
 def api_post(api: str, path: str, body: dict[str, Any]) -> Any:
-    answer = httpx.post(f"{api}{path}", json=body, timeout=10)
+    answer = httpx.post(f"{api}{path}", json=body, auth=SIGNED_IN, timeout=10)
     answer.raise_for_status()
     return answer.json()
 
@@ -82,7 +86,7 @@ def as_the_ui_shows(deployment: dict[str, Any]) -> dict[str, Any]:
 
 def register_as_up_does(api: str) -> None:
     """What `feedback-ops up`'s serve() registers: each deployment's `to_runner()`."""
-    with temporary_settings({PREFECT_API_URL: api}):
+    with temporary_settings({PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: AUTH}):
         for spec in all_deployments():
             spec.to_runner().apply()
 
@@ -131,6 +135,7 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
     env: dict[str, Any] = dict(
         cwd=Path.cwd(),
         PREFECT_API_URL=api,
+        PREFECT_API_AUTH_STRING=AUTH,
         DATABASE_URL=platform_db,
         OPS_DATABASE_URL=ops_db,
         BACKUP_URL=f"s3://{s3_bucket}/platform",
@@ -140,6 +145,20 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
         AWS_SECRET_ACCESS_KEY="testing",
         SLACK_WEBHOOK_URL=f"{http_recorder.url}/slack/T000/B000/pools",
     )
+    # The API asks for credentials (its health probe excepted): wrong ones are one line
+    # before anything is written.
+    refused = feedback_ops(
+        "deploy", "--pool", "ops-primary", **(env | {"PREFECT_API_AUTH_STRING": f"{USER}:wrong"})
+    )
+    assert (refused.returncode, refused.stdout) == (2, ""), refused.stdout
+    assert refused.stderr.splitlines()[-1] == (
+        f"feedback-ops: deploy: the Prefect API at {api} refuses PREFECT_API_AUTH_STRING's "
+        "credentials (HTTP 401): set PREFECT_API_AUTH_STRING to the user:password of the "
+        "server's PREFECT_SERVER_API_AUTH_STRING"
+    )
+    assert "wrong" not in refused.stderr, "the password given is never shown"
+    assert api_post(api, "/work_pools/filter", {}) == []
+
     synced = feedback_ops("config", "sync", **env)
     assert synced.returncode == 0, synced.stderr
 
@@ -292,7 +311,7 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
     assert backup_runs(ops_db) == sorted([first_id, twin_id])
 
     # A flow that starts another deployment starts the twin on the active side.
-    with temporary_settings({PREFECT_API_URL: api}):
+    with temporary_settings({PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: AUTH}):
         assert active_deployment_name("pos-health-sweep/every-5-minutes") == (
             "pos-health-sweep/every-5-minutes-standby"
         )
@@ -302,7 +321,12 @@ def test_deploy_fail_over_and_back_on_a_two_api_server(
     wait_until(lambda: pool_status(api, "ops-primary") == "READY", timeout=60, interval=0.5)
     back = feedback_ops("pool-failover", "--to", "primary", **env)
     assert back.returncode == 0, back.stderr
-    assert "scheduled work now runs on ops-primary" in back.stdout
+    assert "scheduled work now runs on ops-primary (was ops-standby)" in back.stdout
+    again = feedback_ops("pool-failover", "--to", "primary", **env)
+    assert again.stdout.startswith(
+        "scheduled work runs on ops-primary (it was already the active side): 21 deployments, "
+        "0 schedules turned on there, 0 turned off on ops-standby, 0 waiting runs moved"
+    ), again.stdout + again.stderr
     schedules = deployments_by_name(api)
     assert all(s["active"] for s in schedules["database-backup/daily-0200"]["schedules"])
     assert not any(

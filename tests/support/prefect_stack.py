@@ -22,6 +22,8 @@ from support.net import LOOPBACK, free_port, wait_until
 
 PREFECT = [sys.executable, "-m", "prefect"]
 STARTUP_SECONDS = 120
+AUTH = "ops-admin:stack-secret"
+"""The `user:password` the stack's API asks for, as compose's PREFECT_AUTH_STRING."""
 
 
 def _answers(url: str) -> bool:
@@ -115,7 +117,7 @@ class PrefectStack:
             k: v
             for k, v in self.server_env.items()
             if not k.startswith(("PREFECT_SERVER_", "PREFECT_MESSAGING", "PREFECT_REDIS"))
-        } | {"PREFECT_API_URL": api, "PREFECT_HOME": str(home)}
+        } | {"PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": AUTH, "PREFECT_HOME": str(home)}
 
     def _wait(self, process: StackProcess, url: str) -> None:
         def ready() -> bool:
@@ -137,7 +139,8 @@ class PrefectStack:
 @contextmanager
 def prefect_stack(folder: Path, database_url: str, redis_url: str) -> Iterator[PrefectStack]:
     """Two API processes and the services process on `database_url` (PostgreSQL) with
-    messaging, event ordering and concurrency leases in the Redis at `redis_url`."""
+    messaging, event ordering and concurrency leases in the Redis at `redis_url`; the
+    API asks every client but a health probe for the `AUTH` credentials."""
     database = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
     server_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
         "PREFECT_HOME": str(folder / "server-home"),
@@ -149,6 +152,7 @@ def prefect_stack(folder: Path, database_url: str, redis_url: str) -> Iterator[P
         "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
         "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
         "PREFECT_SERVER_DOCKET_URL": f"{redis_url}/1",
+        "PREFECT_SERVER_API_AUTH_STRING": AUTH,
         # A worker that stops heartbeating is offline after 3 × its 2 s heartbeat; the
         # foreman looks every second, so its pool goes not-ready within seconds.
         "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "1",
