@@ -12,6 +12,7 @@ allows) is idempotent: run again after a failure half-way, it finishes the job.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -23,6 +24,7 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
     FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
     FlowRunFilterState,
     FlowRunFilterStateName,
     FlowRunFilterStateType,
@@ -43,7 +45,11 @@ STANDBY_SUFFIX = "-standby"
 MOVED = "Moved"
 """The state name of a run the swap took off the old side; its twin runs on the new."""
 SUPERSEDED = "Superseded"
-"""The state name of an older run of a schedule's backlog the swap did not move."""
+"""The state name of a scheduled run the swap did not move: an older run of a backlog,
+or a time the new side's schedule has a run for."""
+STRAY_RUN_SECONDS = 5.0
+"""How long the swap waits before it looks at the old side again for runs a scheduler
+pass in flight inserted there."""
 
 Side = Literal["primary", "standby"]
 SIDES: tuple[Side, ...] = ("primary", "standby")
@@ -178,12 +184,17 @@ def swap_active_pool(to: Side, *, force: bool = False) -> SwapReport:
                     client.update_deployment_schedule(new_dep.id, schedule.id, active=True)
                     report.schedules_activated += 1
         report.deployments = len(pairs)
-        report.moved_runs = _move_waiting_runs(client, twins, from_pool, to_pool)
         for new_dep in twins.values():
             if new_dep.schedules:
                 client.request(
                     "POST", "/deployments/{id}/schedule", path_params={"id": new_dep.id}, json={}
                 ).raise_for_status()
+        report.moved_runs = _move_waiting_runs(client, twins, from_pool, to_pool)
+        # A scheduler pass that read the old side's schedules before they were turned
+        # off can still insert its runs there: once it is surely over, they are
+        # cancelled too (the new side has its own run at each of those times).
+        time.sleep(STRAY_RUN_SECONDS)
+        report.moved_runs += _move_waiting_runs(client, twins, from_pool, to_pool)
     return report
 
 
@@ -233,10 +244,11 @@ def _move_waiting_runs(
 
     Of a schedule's backlog (every-minute sweeps pile up while no worker polls) only
     the newest run moves; the older ones are cancelled as `Superseded`, as the newest
-    does their work. Runs started by hand move each. A run is first set Cancelled
-    (named `Moved`); only when the server accepts that is its twin created, with an
-    idempotency key made of the old run's id, so a second swap after a failure
-    half-way creates each twin once.
+    does their work, and so is a scheduled run whose time the new side's schedule has
+    a run for (moving it would run that time twice). Runs started by hand move each.
+    A run is first set Cancelled (named `Moved`); only when the server accepts that is
+    its twin created, with an idempotency key made of the old run's id, so a second
+    swap after a failure half-way creates each twin once.
     """
     if not twins:
         return []
@@ -268,10 +280,15 @@ def _move_waiting_runs(
             newest[run.deployment_id] = run
     moving = []
     for run in waiting:
-        superseded = run.auto_scheduled and newest[run.deployment_id] is not run
+        why = None
+        if run.auto_scheduled and newest[run.deployment_id] is not run:
+            why = f"A newer run of its schedule moved to {to_pool}"
+        elif run.auto_scheduled and _twin_runs_then(client, twins, run):
+            why = f"Its schedule has a run at this time on {to_pool}"
+        superseded = why is not None
         state: State[Any] = (
-            Cancelled(name=SUPERSEDED, message=f"A newer run of its schedule moved to {to_pool}")
-            if superseded
+            Cancelled(name=SUPERSEDED, message=why)
+            if why is not None
             else Cancelled(name=MOVED, message=f"Moved to work pool {to_pool} (from {from_pool})")
         )
         result: OrchestrationResult[Any] = client.set_flow_run_state(run.id, state)
@@ -293,6 +310,26 @@ def _move_waiting_runs(
         if run in moving:
             moved.append(str(twin.id))
     return moved
+
+
+def _twin_runs_then(
+    client: SyncPrefectClient, twins: dict[UUID, DeploymentResponse], run: FlowRun
+) -> bool:
+    """Whether the new side's twin has a run of its own at `run`'s time: its schedule
+    made one, so moving `run` too would run that time twice."""
+    assert run.deployment_id is not None
+    at = FlowRunFilterExpectedStartTime(
+        after_=run.expected_start_time, before_=run.expected_start_time
+    )
+    return bool(
+        client.read_flow_runs(
+            deployment_filter=DeploymentFilter(
+                id=DeploymentFilterId(any_=[twins[run.deployment_id].id])
+            ),
+            flow_run_filter=FlowRunFilter(expected_start_time=at),
+            limit=1,
+        )
+    )
 
 
 def _start(run: FlowRun) -> datetime:

@@ -32,7 +32,7 @@ from support.browser import browser_page, press_until, submit_resume_form
 from support.cli import RunCli, cli_environment
 from support.gateway_fake import GatewayFake
 from support.net import free_port, wait_until
-from support.up import api_call, api_get, start_up
+from support.up import api_call, api_get, resume, start_up
 
 from flows.database_restore import default_target_name
 
@@ -289,7 +289,7 @@ def see_the_watchdog_start_a_regional_failover(
     wait_for_state(client, run["id"], ("PAUSED",), log)
     fired = rows(ops_url, "SELECT trigger, event_id IS NOT NULL FROM ops.dr_triggers")
     assert fired == [("primary-region-unavailable", True)]
-    api_call(client, "POST", f"/flow_runs/{run['id']}/resume", {"run_input": {"approve": False}})
+    resume(client, run["id"], {"approve": False})
     assert wait_for_state(client, run["id"], ("COMPLETED",), log) == "COMPLETED"
     assert gateway.requests("/admin/disaster-recovery/failover") == []
     gateway.reset()
@@ -311,12 +311,7 @@ def cancel_a_run_in_maintenance(
     run_id = created["id"]
     wait_for_state(client, run_id, ("PAUSED",), log)
     gateway.fail("GET", "/health", status=503, times=1000, delay_seconds=30)
-    api_call(
-        client,
-        "POST",
-        f"/flow_runs/{run_id}/resume",
-        {"run_input": {"approve": True, "approved_by": "e2e"}},
-    )
+    resume(client, run_id, {"approve": True, "approved_by": "e2e"})
     wait_until(
         lambda: gateway.maintenance is not None and len(gateway.requests("/health")) > 0,
         timeout=120,

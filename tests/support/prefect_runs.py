@@ -20,7 +20,9 @@ from support.net import wait_until
 
 
 def paused_run(tag: str, timeout: float = 60) -> Any:
-    """The flow run tagged `tag` once it waits for approval (or other input)."""
+    """The flow run tagged `tag` once it waits for approval (or other input) and can be
+    resumed: Prefect stores the input's schema just after the run shows Paused, and
+    refuses a resume with input until then."""
     started = time.monotonic()
     with get_client(sync_client=True) as client:
         while time.monotonic() - started < timeout:
@@ -30,10 +32,23 @@ def paused_run(tag: str, timeout: float = 60) -> Any:
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
                 )
             )
-            if runs:
+            if runs and _input_schema_stored(client, runs[0]):
                 return runs[0]
             time.sleep(0.2)  # polling the API for a run another thread is starting
     raise AssertionError(f"no paused run tagged {tag} appeared")
+
+
+def _input_schema_stored(client: Any, run: Any) -> bool:
+    keyset = run.state.state_details.run_input_keyset
+    if not keyset:
+        return True
+    try:
+        client.read_flow_run_input(run.id, keyset["schema"])
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return False
+        raise
+    return True
 
 
 def approval_form(run: Any) -> str:

@@ -104,7 +104,7 @@ class PrefectStack:
         the server sees it go within seconds."""
         env = self.client_env(api) | {
             "PREFECT_WORKER_QUERY_SECONDS": "1",
-            "PREFECT_WORKER_HEARTBEAT_SECONDS": "2",
+            "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
             "PREFECT_WORKER_PREFETCH_SECONDS": "5",
         }
         argv = [*PREFECT, "worker", "start", "--pool", pool, "--type", "process", "--name", name]
@@ -153,8 +153,9 @@ def prefect_stack(folder: Path, database_url: str, redis_url: str) -> Iterator[P
         "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
         "PREFECT_SERVER_DOCKET_URL": f"{redis_url}/1",
         "PREFECT_SERVER_API_AUTH_STRING": AUTH,
-        # A worker that stops heartbeating is offline after 3 × its 2 s heartbeat; the
-        # foreman looks every second, so its pool goes not-ready within seconds.
+        # A worker that stops heartbeating is offline after 3 × its 5 s heartbeat (2 s let
+        # a worker of a busy machine seem gone, and its pool flip back to not-ready); the
+        # foreman looks every second, so its pool goes not-ready within 20 seconds.
         "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "1",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
         "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "5",

@@ -25,6 +25,21 @@ def api_call(client: httpx.Client, method: str, path: str, body: Any = None) -> 
         time.sleep(0.5)
 
 
+def resume(client: httpx.Client, run_id: str, run_input: dict[str, Any]) -> None:
+    """Resume a paused run with `run_input`. Prefect stores the input's schema just after
+    the run shows Paused and refuses a resume until then ("Run input schema not found."),
+    answering 200 either way: ask again until it accepts."""
+    deadline = time.monotonic() + 60
+    while True:
+        answer = api_call(client, "POST", f"/flow_runs/{run_id}/resume", {"run_input": run_input})
+        if answer["status"] == "ACCEPT":
+            return
+        reason = str((answer.get("details") or {}).get("reason", ""))
+        if "schema not found" not in reason or time.monotonic() > deadline:
+            raise AssertionError(f"resume of flow run {run_id} refused: {answer}")
+        time.sleep(0.2)
+
+
 def api_get(client: httpx.Client, path: str) -> Any:
     """`api_call` of a GET."""
     return api_call(client, "GET", path)
