@@ -315,8 +315,8 @@ def _move_waiting_runs(
 def _twin_runs_then(
     client: SyncPrefectClient, twins: dict[UUID, DeploymentResponse], run: FlowRun
 ) -> bool:
-    """Whether the new side's twin has a run of its own at `run`'s time: its schedule
-    made one, so moving `run` too would run that time twice."""
+    """Whether the new side's twin has a run of its own at `run`'s time, not cancelled:
+    its schedule made one, so moving `run` too would run that time twice."""
     assert run.deployment_id is not None
     at = FlowRunFilterExpectedStartTime(
         after_=run.expected_start_time, before_=run.expected_start_time
@@ -326,7 +326,12 @@ def _twin_runs_then(
             deployment_filter=DeploymentFilter(
                 id=DeploymentFilterId(any_=[twins[run.deployment_id].id])
             ),
-            flow_run_filter=FlowRunFilter(expected_start_time=at),
+            flow_run_filter=FlowRunFilter(
+                expected_start_time=at,
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(not_any_=[StateType.CANCELLED])
+                ),
+            ),
             limit=1,
         )
     )
