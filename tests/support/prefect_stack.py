@@ -100,8 +100,8 @@ class PrefectStack:
         return api
 
     def start_worker(self, name: str, pool: str, api: str) -> StackProcess:
-        """A process worker of `pool` that polls every second and heartbeats often, so
-        the server sees it go within seconds."""
+        """A process worker of `pool` that polls every second and heartbeats every 5 s,
+        so the server sees it go within about 20 seconds."""
         env = self.client_env(api) | {
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
