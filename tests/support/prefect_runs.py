@@ -40,15 +40,17 @@ def paused_run(tag: str, timeout: float = 60) -> Any:
 
 def _input_schema_stored(client: Any, run: Any) -> bool:
     keyset = run.state.state_details.run_input_keyset
-    if not keyset:
-        return True
+    return not keyset or _run_input(client, run.id, keyset["schema"]) is not None
+
+
+def _run_input(client: Any, run_id: Any, key: str) -> str | None:
+    """The run input stored under `key`, or None while it is not there yet."""
     try:
-        client.read_flow_run_input(run.id, keyset["schema"])
+        return str(client.read_flow_run_input(run_id, key))
     except PrefectHTTPStatusError as exc:
         if exc.response.status_code == 404:
-            return False
+            return None
         raise
-    return True
 
 
 def approval_form(run: Any) -> str:
@@ -59,13 +61,10 @@ def approval_form(run: Any) -> str:
 
     def stored() -> bool:
         with get_client(sync_client=True) as client:
-            try:
-                found.append(client.read_flow_run_input(run.id, keyset["description"]))
-            except PrefectHTTPStatusError as exc:
-                if exc.response.status_code == 404:
-                    return False
-                raise
-        return True
+            value = _run_input(client, run.id, keyset["description"])
+        if value is not None:
+            found.append(value)
+        return value is not None
 
     wait_until(stored, timeout=30, interval=0.2, what="the approval form's description")
     return str(json.loads(found[-1]))
